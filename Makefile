@@ -1,0 +1,24 @@
+# The project's two commands: `make test` (CI) and `make demo` (the main job, once it exists).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: test lint clean
+
+$(BIN)/activate: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(BIN)/activate
+
+test: $(BIN)/activate
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+lint: $(BIN)/activate
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV)
