@@ -1,0 +1,5 @@
+"""``python -m vidpress``: the ``vidpress`` command line."""
+
+from vidpress.cli import main
+
+raise SystemExit(main())
