@@ -1,0 +1,120 @@
+"""vidpress.functional: the algorithms as pure, deterministic torch functions.
+
+Stage 1 (before the LLM) has one entry point for every method::
+
+    res = compress_video_tokens("unified", tokens, scores, budget=125)
+
+Where the paper's pieces live:
+- Eq. 1 (contribution scores from q/k):        attention.cls_attention / received_attention
+- Eq. 2 (redundancy gate, retention pool):      similarity.cosine_gate, unified.retention_pool
+- Eqs. 3-4 (DPC-KNN density and separation):    dpc_knn.dpc_knn_scores / dpc_knn_cluster
+- Stage 1 as a whole (split, cluster, refill):  unified.unified_compress
+- Eq. 9 (text-aware importance) and merging:    inner.text_aware_importance / inner_compress
+- Budget rounding:                              budgets.token_budget
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from vidpress.functional._checks import check_video_inputs
+from vidpress.functional.attention import (
+    cls_attention,
+    received_attention,
+    text_to_visual_attention,
+)
+from vidpress.functional.budgets import round_half_up, split_budget, spread_evenly, token_budget
+from vidpress.functional.dpc_knn import dpc_knn_centres, dpc_knn_cluster, dpc_knn_scores
+from vidpress.functional.inner import (
+    MERGE_MODES,
+    InnerResult,
+    inner_compress,
+    text_aware_importance,
+    top_indices,
+)
+from vidpress.functional.merging import blend_into_targets, group_mean, sequential_pairwise_mean
+from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
+from vidpress.functional.similarity import cosine_gate, nearest
+from vidpress.functional.unified import retention_pool, unified_compress
+
+# name -> fn(tokens [T, N, D], scores [T, N], budget, *, grid, **params) -> CompressedTokens
+_STAGE1: dict[str, Callable[..., CompressedTokens]] = {
+    "unified": unified_compress,
+}
+STAGE1_METHODS: tuple[str, ...] = tuple(_STAGE1)
+
+
+def identity(tokens: torch.Tensor, grid: tuple[int, int]) -> CompressedTokens:
+    """Every token kept, unchanged and in order (what any method returns at retention 1.0)."""
+    m = tokens.shape[0] * tokens.shape[1]
+    index = torch.arange(m, device=tokens.device)
+    return finalize(tokens.reshape(m, -1), index, index, grid)
+
+
+def compress_video_tokens(
+    name: str,
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int | None = None,
+    retention: float | None = None,
+    grid: tuple[int, int] | None = None,
+    **params,
+) -> CompressedTokens:
+    """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 method ``name``.
+
+    Give ``budget`` (tokens to keep, 1..T*N) or ``retention`` (a ratio in (0, 1], rounded by
+    ``token_budget``). ``grid=(rows, cols)`` when N is not a square. ``params`` are the method's
+    hyper-parameters (keyword arguments of its function, the papers' defaults otherwise).
+    The result holds exactly ``budget`` tokens; a budget of every token returns the input.
+    """
+    if name not in _STAGE1:
+        raise ValueError(f"name must be one of {sorted(_STAGE1)}, got {name!r}")
+    check_video_inputs(tokens, scores)
+    frames, per_frame, _ = tokens.shape
+    count = token_budget(frames * per_frame, retention=retention, budget=budget)
+    if count < 1:
+        raise ValueError(f"budget must be in [1, {frames * per_frame}], got {count}")
+    grid = resolve_grid(per_frame, grid)
+    method = _STAGE1[name]
+    accepted = [p for p in inspect.signature(method).parameters if p not in ("tokens", "scores")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name} does not take {unknown}; accepted parameters: {accepted[2:]}")
+    if count == frames * per_frame:
+        return identity(tokens, grid)
+    return method(tokens, scores, count, grid=grid, **params)
+
+
+__all__ = [
+    "MERGE_MODES",
+    "STAGE1_METHODS",
+    "CompressedTokens",
+    "InnerResult",
+    "blend_into_targets",
+    "cls_attention",
+    "compress_video_tokens",
+    "cosine_gate",
+    "dpc_knn_centres",
+    "dpc_knn_cluster",
+    "dpc_knn_scores",
+    "finalize",
+    "group_mean",
+    "identity",
+    "inner_compress",
+    "nearest",
+    "received_attention",
+    "resolve_grid",
+    "retention_pool",
+    "round_half_up",
+    "sequential_pairwise_mean",
+    "split_budget",
+    "spread_evenly",
+    "text_aware_importance",
+    "text_to_visual_attention",
+    "token_budget",
+    "top_indices",
+    "unified_compress",
+]

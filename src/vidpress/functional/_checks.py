@@ -1,0 +1,48 @@
+"""Input validation shared by every algorithm: one clear ValueError per bad argument."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_tensor(name: str, x: torch.Tensor, ndim: int, shape_doc: str) -> None:
+    """Raise ValueError unless ``x`` is a non-empty, finite floating tensor with ``ndim`` dims."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(
+            f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(x).__name__}"
+        )
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have shape {shape_doc}, got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf; accepted: finite values only")
+
+
+def check_video_inputs(tokens: torch.Tensor, scores: torch.Tensor) -> None:
+    """Validate ``tokens: [T, N, D]`` and ``scores: [T, N]`` and that their (T, N) agree."""
+    check_tensor("tokens", tokens, 3, "[T, N, D]")
+    check_tensor("scores", scores, 2, "[T, N]")
+    if tuple(scores.shape) != tuple(tokens.shape[:2]):
+        raise ValueError(
+            f"scores must have shape [T, N] = {tuple(tokens.shape[:2])} to match tokens "
+            f"{tuple(tokens.shape)}, got {tuple(scores.shape)}"
+        )
+
+
+def check_unit_interval(name: str, value: float, *, closed_low: bool = False) -> float:
+    """Raise unless ``value`` lies in (0, 1] (or [0, 1] when ``closed_low``)."""
+    low_ok = value >= 0 if closed_low else value > 0
+    if not isinstance(value, (int, float)) or not (low_ok and value <= 1):
+        accepted = "[0, 1]" if closed_low else "(0, 1]"
+        raise ValueError(f"{name} must be in {accepted}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: int, *, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value

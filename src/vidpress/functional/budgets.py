@@ -1,0 +1,94 @@
+"""Token budgets: the one place where a ratio becomes a token count.
+
+Rounding rule (used everywhere in vidpress): ``count = floor(ratio * total + 0.5)``, i.e. round half
+up, so 2% of 6,272 tokens is 125 and 50% of 125 is 63 (METHOD.md). A ratio never rounds down to
+0 tokens: the result is at least 1. Only an explicit ``budget=0`` gives 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vidpress.functional._checks import check_positive_int, check_unit_interval
+
+
+def round_half_up(x: float) -> int:
+    """Round to the nearest integer, halves up (``round`` in Python rounds halves to even)."""
+    return math.floor(round(x, 9) + 0.5)
+
+
+def token_budget(total: int, retention: float | None = None, budget: int | None = None) -> int:
+    """Number of tokens to keep out of ``total``, from a ratio or an absolute count.
+
+    Exactly one of ``retention`` (in (0, 1]) and ``budget`` (an int in [0, total]) is given.
+    """
+    check_positive_int("total", total)
+    if (retention is None) == (budget is None):
+        raise ValueError("give exactly one of retention (a ratio in (0, 1]) or budget (a count)")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= total:
+            raise ValueError(
+                f"budget must be an integer in [0, {total}] (the tokens), got {budget!r}"
+            )
+        return budget
+    retention = check_unit_interval("retention", retention)
+    return min(total, max(1, round_half_up(retention * total)))
+
+
+def split_budget(budget: int, ratio: float) -> tuple[int, int]:
+    """Split ``budget`` into ``(rest, part)`` with ``part = round_half_up(ratio * budget)``.
+
+    Used for the unified method's cluster ratio (METHOD.md stage 1 step 3): ``B_clu`` cluster
+    slots and ``B_sel = B - B_clu`` selected slots. ``ratio`` may be 0.
+    """
+    ratio = check_unit_interval("cluster_ratio", ratio, closed_low=True)
+    part = round_half_up(ratio * budget)
+    return budget - part, part
+
+
+def spread_evenly(budget: int, bins: int, capacity: int | torch.Tensor) -> torch.Tensor:
+    """Split ``budget`` over ``bins`` (e.g. frames) as evenly as possible: [bins] long.
+
+    Each bin holds at most ``capacity`` (an int, or a [bins] tensor of per-bin capacities).
+    Every bin gets floor(budget / bins); the remainder goes one token each to the first bins
+    with room; what a full bin cannot hold moves on to the next bins with room. The counts sum
+    to ``budget`` exactly (``budget`` must not exceed the total capacity).
+    """
+    cap = torch.as_tensor(capacity, dtype=torch.long).expand(bins).clone()
+    if budget > int(cap.sum()):
+        raise ValueError(f"budget {budget} exceeds the total capacity {int(cap.sum())}")
+    counts = torch.zeros(bins, dtype=torch.long)
+    left = budget
+    while left > 0:
+        room = cap - counts
+        open_bins = torch.nonzero(room > 0).squeeze(1)
+        share = left // open_bins.numel()
+        if share == 0:
+            counts[open_bins[:left]] += 1
+            break
+        add = torch.minimum(room[open_bins], torch.tensor(share))
+        counts[open_bins] += add
+        left -= int(add.sum())
+    return counts
+
+
+def apportion(budget: int, sizes: torch.Tensor) -> torch.Tensor:
+    """Split ``budget`` over groups in proportion to their ``sizes: [G]``: [G] long.
+
+    Cumulative rounding: with S_g = sizes[0] + ... + sizes[g] and S the total, group g gets
+    round_half_up(budget S_g / S) - round_half_up(budget S_(g-1) / S), in exact integer
+    arithmetic. The counts sum to ``budget``, each is the floor or the ceiling of the group's
+    share budget x sizes[g] / S, so never above its size (``budget`` must not exceed S).
+    HoliTom's per-window and per-frame quotas (r' x group size) made exact.
+    """
+    sizes = sizes.to(torch.long)
+    total = int(sizes.sum())
+    if not 0 <= budget <= total:
+        raise ValueError(f"budget {budget} must be in [0, {total}] (the total size)")
+    if total == 0:
+        return torch.zeros_like(sizes)
+    cumulative = torch.cumsum(sizes, 0)
+    rounded = (2 * budget * cumulative + total) // (2 * total)
+    return torch.diff(rounded, prepend=rounded.new_zeros(1))

@@ -1,0 +1,161 @@
+"""DPC-KNN density-peak clustering (Eqs. 3-4), the one implementation every method shares.
+
+With ``d_ij = ||x_i - x_j|| / sqrt(D)``:
+    rho_i   = exp(-(1/k) * sum of d_ij^2 over the k nearest neighbours j of i)       (Eq. 3)
+    delta_i = min d_ij over tokens j denser than i; the densest token gets max_j d_ij  (Eq. 4)
+    gamma_i = rho_i * delta_i; the tokens with the highest gamma are the cluster centres.
+Ties are broken by index, never by random noise: j is "denser" than i when rho_j > rho_i, or
+rho_j == rho_i and j < i, so exactly one token (the first densest) has no denser token.
+
+Memory stays bounded: distances are computed in row chunks. Each row keeps its ``NEIGHBOURS``
+nearest tokens from the first pass; ``delta_i`` is read from that list when it holds a denser
+token (exact: the list is sorted by distance), and only the rows whose list holds none (the
+local density peaks, few) get a second pass over all tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vidpress.functional.similarity import nearest, row_chunks, squared_distances
+
+# Neighbours remembered per token from the first pass (at least k).
+NEIGHBOURS = 32
+
+
+def _nearest_neighbours(x: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``count`` nearest other rows of each row of ``x: [M, D]``.
+
+    Returns (d^2 [M, count], index [M, count]).
+
+    d^2 is the scaled squared distance ||x_i - x_j||^2 / D, sorted ascending, ties by index.
+    """
+    m, dim = x.shape
+    d2_out = x.new_empty((m, count), dtype=torch.float32)
+    idx_out = torch.empty((m, count), dtype=torch.long, device=x.device)
+    for rows in row_chunks(m, m):
+        d2 = squared_distances(x[rows], x) / dim
+        own = torch.arange(m, device=x.device)[rows]
+        d2[torch.arange(own.numel(), device=x.device), own] = math.inf
+        d2_out[rows], idx_out[rows] = torch.topk(d2, count, dim=1, largest=False, sorted=True)
+    return d2_out, idx_out
+
+
+def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density ``rho`` (Eq. 3) and separation ``delta`` (Eq. 4) of each row of ``x: [M, D]``.
+
+    Returns two float32 tensors of shape [M]. With fewer than k + 1 tokens, k shrinks to M - 1.
+    """
+    m, dim = x.shape
+    if m == 1:
+        one = torch.ones(1, device=x.device)
+        return one, torch.zeros(1, device=x.device)
+    k = min(k, m - 1)
+    d2_near, idx_near = _nearest_neighbours(x, min(max(k, NEIGHBOURS), m - 1))
+    rho = torch.exp(-d2_near[:, :k].mean(dim=1))
+
+    order_rank = _density_rank(rho)  # smaller rank = denser
+    denser = order_rank[idx_near] < order_rank[:, None]  # [M, count]
+    found = denser.any(dim=1)
+    first = torch.argmax(denser.to(torch.int8), dim=1)
+    delta_d2 = d2_near.gather(1, first[:, None]).squeeze(1)
+
+    peaks = torch.nonzero(~found).squeeze(1)
+    if peaks.numel() > 0:
+        delta_d2[peaks] = _separation_of_peaks(x, peaks, order_rank)
+    return rho, delta_d2.sqrt()
+
+
+def _density_rank(rho: torch.Tensor) -> torch.Tensor:
+    """[..., M] long: position of each token when its row (the last dimension) is sorted by
+    density, densest first, ties by index."""
+    order = torch.argsort(-rho, dim=-1, stable=True)
+    places = torch.arange(order.shape[-1], device=rho.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, places)
+
+
+def _separation_of_peaks(x: torch.Tensor, peaks: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """Scaled squared delta of the rows ``peaks`` by a full pass over all tokens."""
+    dim = x.shape[1]
+    out = torch.empty(peaks.numel(), dtype=torch.float32, device=x.device)
+    for rows in row_chunks(peaks.numel(), x.shape[0]):
+        ids = peaks[rows]
+        d2 = squared_distances(x[ids], x) / dim
+        denser = rank[None, :] < rank[ids][:, None]
+        to_denser = torch.where(denser, d2, torch.full_like(d2, math.inf)).amin(dim=1)
+        out[rows] = torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1))
+    return out
+
+
+def dpc_knn_scores_batched(
+    x: torch.Tensor, valid: torch.Tensor, k: int = 7
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dpc_knn_scores`` within each row of ``x: [B, M, D]``, over its tokens ``valid: [B, M]``.
+
+    Row b gives what ``dpc_knn_scores(x[b][valid[b]], k)`` gives (FastVID's per-frame density
+    score): k shrinks to the row's valid count - 1, the densest token's delta is its largest
+    distance, a lone token gets rho = 1 and delta = 0. Invalid entries get rho = delta = 0.
+    Rows are processed in chunks of at most CHUNK_ELEMENTS distances.
+    """
+    b, m, _ = x.shape
+    rho = torch.zeros(b, m, dtype=torch.float32, device=x.device)
+    delta = torch.zeros_like(rho)
+    for rows in row_chunks(b, m * m):
+        rho[rows], delta[rows] = _scores_of_rows(x[rows], valid[rows], k)
+    return rho, delta
+
+
+def _scores_of_rows(
+    x: torch.Tensor, valid: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 3-4 on a block of rows, ``x: [b, M, D]``, with the full [b, M, M] distances."""
+    m, dim = x.shape[1:]
+    d2 = squared_distances(x, x) / dim
+    pair = valid[:, :, None] & valid[:, None, :]
+    others = pair & ~torch.eye(m, dtype=torch.bool, device=x.device)
+    k_row = (valid.sum(dim=1) - 1).clamp(max=k)  # [b], 0 for a lone token
+    count = min(k, m - 1)
+    rho = torch.ones(valid.shape, dtype=torch.float32, device=x.device)
+    if count > 0:
+        near = torch.where(others, d2, math.inf)
+        d2_near = torch.topk(near, count, dim=2, largest=False, sorted=True).values
+        used = torch.arange(count, device=x.device) < k_row[:, None, None]
+        mean_d2 = torch.where(used, d2_near, 0.0).sum(dim=2) / k_row.clamp(min=1)[:, None]
+        rho = torch.exp(-mean_d2)
+    rho = torch.where(valid, rho, 0.0)
+
+    rank = _density_rank(torch.where(valid, rho, -1.0))
+    denser = pair & (rank[:, None, :] < rank[:, :, None])
+    to_denser = torch.where(denser, d2, math.inf).amin(dim=2)
+    farthest = torch.where(pair, d2, 0.0).amax(dim=2)
+    delta_d2 = torch.where(denser.any(dim=2), to_denser, farthest)
+    delta = torch.where(valid & (k_row > 0)[:, None], delta_d2.sqrt(), 0.0)
+    return rho, delta
+
+
+def dpc_knn_centres(x: torch.Tensor, count: int, k: int = 7) -> torch.Tensor:
+    """Indices of the ``count`` rows of ``x: [M, D]`` with the highest gamma = rho * delta.
+
+    Sorted by decreasing gamma, ties by index. ``count`` is clamped to [0, M].
+    """
+    count = min(max(count, 0), x.shape[0])
+    if count == 0:
+        return torch.empty(0, dtype=torch.long, device=x.device)
+    if count == x.shape[0]:
+        return torch.arange(count, device=x.device)
+    rho, delta = dpc_knn_scores(x, k)
+    return torch.argsort(-(rho * delta), stable=True)[:count]
+
+
+def dpc_knn_cluster(x: torch.Tensor, count: int, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster the rows of ``x: [M, D]`` around ``count`` DPC-KNN centres.
+
+    Returns (centres [count] row indices, labels [M] in [0, count)): every row joins its nearest
+    centre by Euclidean distance (ties: the lower label); a centre always joins itself.
+    """
+    centres = dpc_knn_centres(x, count, k)
+    labels = nearest(x, x[centres], metric="euclidean")
+    labels[centres] = torch.arange(centres.numel(), device=x.device)
+    return centres, labels

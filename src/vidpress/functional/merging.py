@@ -1,0 +1,68 @@
+"""Merging tokens: the shared ways a group of tokens becomes one token.
+
+- ``group_mean``: size-weighted mean of every group (the unified method's clusters and its
+  in-LLM merge; METHOD.md's decision, order-independent).
+- ``blend_into_targets``: ``w * target + (1 - w) * mean(members)`` (FastVID's DTM, HoliTom's
+  static clusters).
+- ``sequential_pairwise_mean``: HoliTom's in-LLM merge, ``kept = (kept + dropped) / 2`` applied
+  to each dropped token in order, computed in closed form.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def group_mean(
+    x: torch.Tensor, labels: torch.Tensor, groups: int, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean of the rows of ``x: [M, D]`` per group.
+
+    labels:  [M] long in [0, groups), or -1 for rows that join no group
+    weights: [M] (default ones), e.g. how many input tokens each row already stands for
+    Returns (means [groups, D] in x's dtype, total weight per group [groups]). An empty group's
+    mean is 0.
+    """
+    if weights is None:
+        weights = torch.ones(x.shape[0], dtype=torch.float32, device=x.device)
+    member = labels >= 0
+    lab, w = labels[member], weights[member].float()
+    sums = torch.zeros(groups, x.shape[1], dtype=torch.float32, device=x.device)
+    sums.index_add_(0, lab, x[member].float() * w[:, None])
+    total = torch.zeros(groups, dtype=torch.float32, device=x.device).index_add_(0, lab, w)
+    means = sums / total.clamp(min=torch.finfo(torch.float32).tiny)[:, None]
+    return means.to(x.dtype), total
+
+
+def blend_into_targets(
+    targets: torch.Tensor, members: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """``w_g * target_g + (1 - w_g) * mean(members of g)`` for each target g with members.
+
+    targets: [G, D]; members: [M, D]; labels: [M] in [0, G) or -1; weight: [G] or a scalar.
+    A target without members is returned unchanged.
+    """
+    means, count = group_mean(members, labels, targets.shape[0])
+    weight = torch.as_tensor(weight, dtype=torch.float32, device=targets.device).expand(count.shape)
+    blended = weight[:, None] * targets.float() + (1 - weight[:, None]) * means.float()
+    return torch.where((count > 0)[:, None], blended, targets.float()).to(targets.dtype)
+
+
+def sequential_pairwise_mean(
+    kept: torch.Tensor, dropped: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """HoliTom's merge: for each dropped row in order, ``kept[g] = (kept[g] + dropped) / 2``.
+
+    kept: [K, D]; dropped: [M, D] in merge order; labels: [M] in [0, K).
+    Closed form: with n members, the i-th (1-based) member weighs 2^-(n-i+1), the kept row 2^-n.
+    """
+    k = kept.shape[0]
+    n = torch.bincount(labels, minlength=k)
+    order = torch.argsort(labels, stable=True)
+    starts = torch.cumsum(n, 0) - n
+    rank = torch.empty_like(labels)
+    rank[order] = torch.arange(labels.numel(), device=labels.device) - starts[labels[order]]
+    member_w = torch.pow(2.0, -(n[labels] - rank).float())
+    out = kept.float() * torch.pow(2.0, -n.float())[:, None]
+    out.index_add_(0, labels, dropped.float() * member_w[:, None])
+    return out.to(kept.dtype)

@@ -1,0 +1,72 @@
+"""The result of every stage-1 method (ENGINEERING.md's public contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class CompressedTokens:
+    """Compressed video tokens, in original (frame, row, col) order.
+
+    tokens:     [B, D]   the tokens that enter the LLM
+    positions:  [B, 3]   long, (frame, row, col) of each output token (a cluster: its centre's)
+    sizes:      [B]      long, how many input tokens each output token stands for
+    assignment: [T*N]    long, the output token each input token went to, -1 if dropped
+    """
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    sizes: torch.Tensor
+    assignment: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def kept_per_frame(self, frames: int) -> torch.Tensor:
+        """[T] long: how many output tokens sit in each frame."""
+        return torch.bincount(self.positions[:, 0], minlength=frames)
+
+
+def finalize(
+    tokens_out: torch.Tensor,
+    source_index: torch.Tensor,
+    assignment: torch.Tensor,
+    grid: tuple[int, int],
+) -> CompressedTokens:
+    """Sort outputs into original order and derive positions and sizes.
+
+    tokens_out:   [B, D]  output tokens, any order
+    source_index: [B]     flat input index (t * N + n) whose position each output takes (distinct)
+    assignment:   [T*N]   index into ``tokens_out`` for each input token, -1 if dropped
+    grid:         (rows, cols) of a frame, rows * cols = N
+    """
+    rows, cols = grid
+    order = torch.argsort(source_index, stable=True)
+    source_sorted = source_index[order]
+    new_id = torch.empty_like(order)
+    new_id[order] = torch.arange(order.numel(), device=order.device)
+    kept = assignment >= 0
+    assignment = torch.where(kept, new_id[assignment.clamp(min=0)], assignment)
+    per_frame = rows * cols
+    within = source_sorted % per_frame
+    positions = torch.stack([source_sorted // per_frame, within // cols, within % cols], dim=1)
+    sizes = torch.bincount(assignment[kept], minlength=order.numel())
+    return CompressedTokens(tokens_out[order], positions, sizes, assignment)
+
+
+def resolve_grid(tokens_per_frame: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    """(rows, cols) of a frame: ``grid`` if given, else the square root of N (must be exact)."""
+    if grid is None:
+        side = int(round(tokens_per_frame**0.5))
+        if side * side != tokens_per_frame:
+            raise ValueError(
+                f"grid must be given as (rows, cols) when N={tokens_per_frame} is not a square"
+            )
+        return side, side
+    rows, cols = grid
+    if rows * cols != tokens_per_frame or rows < 1 or cols < 1:
+        raise ValueError(f"grid must satisfy rows * cols = N = {tokens_per_frame}, got {grid}")
+    return int(rows), int(cols)

@@ -1,0 +1,96 @@
+"""Stage 1 of the unified method: one global retention pool across all frames (METHOD.md).
+
+1. Contribution order (Eq. 1): all T x N tokens sorted by the vision encoder's attention score.
+2. Redundancy gate (Eq. 2): walk that order; a candidate enters the retention pool unless its
+   cosine similarity to a token already there reaches tau; stop at B_sel tokens.
+3. Budget split: B_clu = round(cluster_ratio x B) cluster slots, B_sel = B - B_clu.
+4. DPC-KNN (Eqs. 3-4) over the recycle pool (every token not admitted): B_clu centres, every
+   recycle token joins its nearest centre, a cluster is the plain mean of its members.
+5. Refill: clusters join the pool, everything in original (frame, row, col) order.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vidpress.functional._checks import check_positive_int, check_unit_interval
+from vidpress.functional.budgets import split_budget
+from vidpress.functional.dpc_knn import dpc_knn_cluster
+from vidpress.functional.merging import group_mean
+from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.similarity import cosine_gate
+
+
+def retention_pool(
+    x: torch.Tensor,
+    walk: torch.Tensor,
+    capacity: int,
+    tau: float | None,
+) -> torch.Tensor:
+    """Eq. 2: indices (into ``x: [M, D]``) admitted to the retention pool, in walk order.
+
+    walk: [M] the order candidates are visited in. ``tau=None`` switches the gate off (the first
+    ``capacity`` candidates are admitted). May return fewer than ``capacity`` indices when the
+    gate rejects the rest.
+    """
+    if tau is None:
+        return walk[:capacity]
+    return walk[cosine_gate(x[walk], tau, capacity)]
+
+
+def unified_compress(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    grid: tuple[int, int],
+    tau: float = 0.7,
+    cluster_ratio: float = 0.3,
+    k: int = 7,
+    attention_order: bool = True,
+    similarity_gate: bool = True,
+    clustering: bool = True,
+) -> CompressedTokens:
+    """Compress ``tokens: [T, N, D]`` with contribution ``scores: [T, N]`` to exactly ``budget``.
+
+    Switches for the paper's Table 5 ablation: ``attention_order=False`` walks the tokens in
+    original order; ``similarity_gate=False`` admits candidates without the cosine test;
+    ``clustering=False`` gives every slot to the retention pool and drops the recycle pool.
+    If the gate runs out of candidates, the unfilled slots become cluster slots (or, with
+    clustering off, go to the best-ranked rejected candidates), so the total is always B.
+    """
+    tau = check_unit_interval("tau", tau)
+    check_positive_int("k", k)
+    _, n, dim = tokens.shape
+    x = tokens.reshape(-1, dim)
+    m = x.shape[0]
+    selected_slots, cluster_slots = split_budget(budget, cluster_ratio if clustering else 0.0)
+
+    flat_scores = scores.reshape(-1)
+    walk = (
+        torch.argsort(flat_scores, descending=True, stable=True)
+        if attention_order
+        else torch.arange(m, device=x.device)
+    )
+    selected = retention_pool(x, walk, selected_slots, tau if similarity_gate else None)
+    shortfall = selected_slots - selected.numel()
+    if shortfall > 0 and clustering:
+        cluster_slots += shortfall
+    elif shortfall > 0:
+        is_selected = torch.zeros(m, dtype=torch.bool, device=x.device)
+        is_selected[selected] = True
+        selected = torch.cat([selected, walk[~is_selected[walk]][:shortfall]])
+
+    in_pool = torch.zeros(m, dtype=torch.bool, device=x.device)
+    in_pool[selected] = True
+    recycle = torch.nonzero(~in_pool).squeeze(1)
+    assignment = torch.full((m,), -1, dtype=torch.long, device=x.device)
+    assignment[selected] = torch.arange(selected.numel(), device=x.device)
+    outputs, sources = [x[selected]], [selected]
+    if cluster_slots > 0:
+        centres, labels = dpc_knn_cluster(x[recycle], cluster_slots, k)
+        clusters, _ = group_mean(x[recycle], labels, cluster_slots)
+        outputs.append(clusters)
+        sources.append(recycle[centres])
+        assignment[recycle] = selected.numel() + labels
+    return finalize(torch.cat(outputs), torch.cat(sources), assignment, grid)
