@@ -19,7 +19,13 @@ import math
 
 import torch
 
-from vidpress.functional.similarity import nearest, row_chunks, squared_distances
+from vidpress.functional.similarity import (
+    descending_rank,
+    nearest,
+    row_chunks,
+    squared_distances,
+    squared_norms,
+)
 
 # Neighbours remembered per token from the first pass (at least k).
 NEIGHBOURS = 32
@@ -35,8 +41,9 @@ def _nearest_neighbours(x: torch.Tensor, count: int) -> tuple[torch.Tensor, torc
     m, dim = x.shape
     d2_out = x.new_empty((m, count), dtype=torch.float32)
     idx_out = torch.empty((m, count), dtype=torch.long, device=x.device)
+    sq = squared_norms(x)
     for rows in row_chunks(m, m):
-        d2 = squared_distances(x[rows], x) / dim
+        d2 = squared_distances(x[rows], x, sq[rows], sq).div_(dim)
         own = torch.arange(m, device=x.device)[rows]
         d2[torch.arange(own.numel(), device=x.device), own] = math.inf
         d2_out[rows], idx_out[rows] = torch.topk(d2, count, dim=1, largest=False, sorted=True)
@@ -56,7 +63,7 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Ten
     d2_near, idx_near = _nearest_neighbours(x, min(max(k, NEIGHBOURS), m - 1))
     rho = torch.exp(-d2_near[:, :k].mean(dim=1))
 
-    order_rank = _density_rank(rho)  # smaller rank = denser
+    order_rank = descending_rank(rho)  # smaller rank = denser
     denser = order_rank[idx_near] < order_rank[:, None]  # [M, count]
     found = denser.any(dim=1)
     first = torch.argmax(denser.to(torch.int8), dim=1)
@@ -68,21 +75,14 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Ten
     return rho, delta_d2.sqrt()
 
 
-def _density_rank(rho: torch.Tensor) -> torch.Tensor:
-    """[..., M] long: position of each token when its row (the last dimension) is sorted by
-    density, densest first, ties by index."""
-    order = torch.argsort(-rho, dim=-1, stable=True)
-    places = torch.arange(order.shape[-1], device=rho.device).expand_as(order)
-    return torch.empty_like(order).scatter_(-1, order, places)
-
-
 def _separation_of_peaks(x: torch.Tensor, peaks: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
     """Scaled squared delta of the rows ``peaks`` by a full pass over all tokens."""
     dim = x.shape[1]
+    sq = squared_norms(x)
     out = torch.empty(peaks.numel(), dtype=torch.float32, device=x.device)
     for rows in row_chunks(peaks.numel(), x.shape[0]):
         ids = peaks[rows]
-        d2 = squared_distances(x[ids], x) / dim
+        d2 = squared_distances(x[ids], x, sq[ids], sq).div_(dim)
         denser = rank[None, :] < rank[ids][:, None]
         to_denser = torch.where(denser, d2, torch.full_like(d2, math.inf)).amin(dim=1)
         out[rows] = torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1))
@@ -126,7 +126,7 @@ def _scores_of_rows(
         rho = torch.exp(-mean_d2)
     rho = torch.where(valid, rho, 0.0)
 
-    rank = _density_rank(torch.where(valid, rho, -1.0))
+    rank = descending_rank(torch.where(valid, rho, -1.0))
     denser = pair & (rank[:, None, :] < rank[:, :, None])
     to_denser = torch.where(denser, d2, math.inf).amin(dim=2)
     farthest = torch.where(pair, d2, 0.0).amax(dim=2)

@@ -22,12 +22,34 @@ def row_chunks(rows: int, cols: int) -> list[slice]:
     return [slice(start, start + step) for start in range(0, rows, step)]
 
 
-def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``[..., Ma, Mb]`` squared Euclidean distances between rows of ``a: [..., Ma, D]`` and
-    ``b: [..., Mb, D]`` (float32, >= 0); leading dimensions are batch dimensions."""
-    a32, b32 = a.float(), b.float()
-    d2 = (a32 * a32).sum(-1, keepdim=True) + (b32 * b32).sum(-1).unsqueeze(-2)
-    d2 = d2 - 2.0 * (a @ b.transpose(-1, -2)).float()
+def squared_norms(x: torch.Tensor) -> torch.Tensor:
+    """[M] float32 squared L2 norms of the rows of ``x: [M, D]``."""
+    x32 = x.float()
+    return (x32 * x32).sum(-1)
+
+
+def descending_rank(values: torch.Tensor) -> torch.Tensor:
+    """``[..., M]`` long: the place of each entry when its row (the last dimension) is sorted in
+    descending order, ties by index. ``rank < count`` selects a row's top ``count`` entries."""
+    order = torch.argsort(values, dim=-1, descending=True, stable=True)
+    places = torch.arange(order.shape[-1], device=values.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, places)
+
+
+def squared_distances(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    a_sq: torch.Tensor | None = None,
+    b_sq: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``[Ma, Mb]`` squared Euclidean distances between rows of ``a`` and ``b`` (float32, >= 0).
+
+    ``a_sq``/``b_sq``: the rows' squared norms when the caller has them (chunked loops compute
+    them once). The dot products run in the inputs' dtype (tensor cores for bf16 on a GPU).
+    """
+    a_sq = squared_norms(a) if a_sq is None else a_sq
+    b_sq = squared_norms(b) if b_sq is None else b_sq
+    d2 = (a @ b.T).float().mul_(-2.0).add_(a_sq[:, None]).add_(b_sq[None, :])
     return d2.clamp_(min=0.0)
 
 
@@ -37,16 +59,18 @@ def nearest(queries: torch.Tensor, targets: torch.Tensor, metric: str = "cosine"
     metric "cosine" (highest cosine similarity) or "euclidean" (smallest distance). Ties go to
     the lowest target index. Computed in row chunks.
     """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     if metric == "cosine":
         q, t = unit(queries), unit(targets)
-    elif metric != "euclidean":
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    else:
+        t_sq = squared_norms(targets)
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
     for rows in row_chunks(queries.shape[0], targets.shape[0]):
         if metric == "cosine":
             out[rows] = torch.argmax(q[rows] @ t.T, dim=1)
         else:
-            out[rows] = torch.argmin(squared_distances(queries[rows], targets), dim=1)
+            out[rows] = torch.argmin(squared_distances(queries[rows], targets, b_sq=t_sq), dim=1)
     return out
 
 

@@ -1,0 +1,99 @@
+"""Time the stage-1 (before the LLM) methods on one GPU: CUDA events, warm-up, medians.
+
+    python benchmarks/bench_stage1.py --out benchmarks/results/stage1_h100.json
+
+Features are synthetic but shaped like real video features (a scene of repeated objects that
+drifts over time, plus noise), in bf16 at the LLM width D = 3584 (LLaVA-OV-7B), because the
+gate and the clustering do less work on unstructured random vectors. Peak memory is reported
+as the extra memory allocated over the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from vidpress import functional as F
+
+
+def synthetic_video(frames: int, per_frame: int, dim: int, device: str, seed: int = 0):
+    """tokens [T, N, D] bf16 with spatial and temporal redundancy, scores [T, N]."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    objects = torch.randn(64, dim, generator=g)
+    layout = torch.randint(0, 64, (per_frame,), generator=g)
+    drift = torch.cumsum(0.05 * torch.randn(frames, 1, dim, generator=g), dim=0)
+    tokens = objects[layout][None] + drift + 0.3 * torch.randn(frames, per_frame, dim, generator=g)
+    scores = torch.rand(frames, per_frame, generator=g)
+    return tokens.to(device, torch.bfloat16), scores.to(device)
+
+
+def time_method(name, tokens, scores, retention, repeats, warmup):
+    """Median and spread of CUDA-event times (ms) and the extra peak memory (MB)."""
+    for _ in range(warmup):
+        F.compress_video_tokens(name, tokens, scores, retention=retention)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        res = F.compress_video_tokens(name, tokens, scores, retention=retention)
+        stop.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(stop))
+    return {
+        "method": name,
+        "frames": tokens.shape[0],
+        "tokens_per_frame": tokens.shape[1],
+        "dim": tokens.shape[2],
+        "retention": retention,
+        "kept": len(res),
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "repeats": repeats,
+        "extra_peak_mb": (torch.cuda.max_memory_allocated() - base) / 2**20,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=["unified", "fastvid"])
+    parser.add_argument("--frames", nargs="+", type=int, default=[32, 256])
+    parser.add_argument("--tokens-per-frame", type=int, default=196)
+    parser.add_argument("--dim", type=int, default=3584)
+    parser.add_argument("--retention", type=float, default=0.02)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        parser.error("this benchmark needs a CUDA GPU (run it through the device tool)")
+    rows = []
+    for frames in args.frames:
+        tokens, scores = synthetic_video(frames, args.tokens_per_frame, args.dim, "cuda")
+        for name in args.methods:
+            row = time_method(name, tokens, scores, args.retention, args.repeats, args.warmup)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    report = {
+        "command": "python benchmarks/bench_stage1.py " + " ".join(argv or []),
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": rows,
+    }
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
