@@ -1,0 +1,167 @@
+"""What every model-family adapter provides to the press machinery (``adapters/run.py``).
+
+An adapter knows one transformers Video-LLM class: where its video placeholder tokens are, how to
+run its vision tower once while recording the q/k of the layer that feeds the projector, how that
+attention becomes one score per LLM-input token, and the position ids of the uncompressed prompt.
+Everything about shortening sequences, masks, KV caches and generate() is family-independent and
+lives in ``run.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class VideoInput:
+    """One video of one sample, as projected LLM-input features.
+
+    sample:  row of the batch holding it
+    rows:    [T*N] long, rows of that sample's sequence holding its tokens, (frame, row, col) order
+    tokens:  [T, N, D] projected features (N = grid rows x cols, row-major)
+    grid:    (rows, cols) of a frame
+    scores:  [T, N] float32 vision contribution scores (None when the press does not use them)
+    keys:    [T, N, d] head-mean keys of the scored vision layer (None unless asked for)
+    """
+
+    sample: int
+    rows: torch.Tensor
+    tokens: torch.Tensor
+    grid: tuple[int, int]
+    scores: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+
+
+@dataclass
+class Prompt:
+    """An uncompressed prompt, ready to be shortened.
+
+    embeds:    [B, L, D] input embeddings (video rows hold the uncompressed features)
+    videos:    every video of the batch, in sequence order
+    span:      [B, L] bool, rows that belong to a video block (its tokens, plus e.g. OV's newline)
+    positions: [B, L] position ids (1-D RoPE) or [3, B, L] (M-RoPE) of the uncompressed prompt
+    """
+
+    embeds: torch.Tensor
+    videos: list[VideoInput]
+    span: torch.Tensor
+    positions: torch.Tensor
+
+
+class Timer:
+    """Accumulates wall time of the blocks it wraps (synchronising CUDA around them)."""
+
+    def __init__(self, device: torch.device):
+        self.seconds = 0.0
+        self._cuda = device.type == "cuda"
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        if self._cuda:
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - self._start
+
+
+class VideoAdapter:
+    """Base class of the per-family adapters.
+
+    Subclasses set ``model_type`` (the config's), ``mrope`` (3-D positions) and implement
+    ``prepare``; the rest has defaults for models laid out as ``model.model.language_model``.
+    """
+
+    model_type: ClassVar[str]
+    model_class: ClassVar[str]
+    mrope: ClassVar[bool] = False
+    video_input: ClassVar[str] = "pixel_values_videos"
+    image_inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    vision_inputs: ClassVar[tuple[str, ...]] = ("pixel_values_videos",)
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @property
+    def language_model(self) -> nn.Module:
+        """The decoder stack (has ``.layers``, ``.config``, ``.embed_tokens``)."""
+        return self.model.model.language_model
+
+    def check_inputs(self, kwargs: dict) -> None:
+        """Refuse what a press cannot compress faithfully: images, input embeddings, labels."""
+        for name in self.image_inputs:
+            if kwargs.get(name) is not None:
+                raise ValueError(
+                    f"vidpress compresses video inputs only; this call has `{name}` (images). Run "
+                    "image prompts outside the `with press(model)` block."
+                )
+        if kwargs.get("inputs_embeds") is not None:
+            raise ValueError(
+                "vidpress needs `input_ids` to locate the video tokens; got inputs_embeds"
+            )
+        if kwargs.get("labels") is not None:
+            raise ValueError("vidpress presses are for inference; `labels` is not supported")
+
+    def has_video(self, kwargs: dict) -> bool:
+        return kwargs.get(self.video_input) is not None
+
+    def prepare(self, kwargs: dict, mask: torch.Tensor, need: set[str], timer: Timer) -> Prompt:
+        """Run the vision tower once and return the uncompressed prompt.
+
+        ``mask``: [B, L] long 2-D attention mask. ``need``: subset of {"scores", "keys"}.
+        Score computation (after the tower) runs inside ``timer``.
+        """
+        raise NotImplementedError
+
+    def llm_kwargs(self, kwargs: dict) -> dict:
+        """``kwargs`` without the vision inputs (the features are already in ``inputs_embeds``)."""
+        return {k: v for k, v in kwargs.items() if k not in self.vision_inputs}
+
+    def save_state(self) -> dict:
+        """Mutable model state that stock code changes during a call (restored on exit)."""
+        return {}
+
+    def restore_state(self, state: dict) -> None:
+        """Put back what ``save_state`` returned."""
+
+
+def video_blocks(
+    input_ids: torch.Tensor, token_id: int, lengths: list[int]
+) -> list[tuple[int, int]]:
+    """Locate consecutive video blocks of the given ``lengths`` among the ``token_id`` rows.
+
+    input_ids: [B, L]. The placeholder rows are read in (sample, row) order and cut into blocks of
+    ``lengths`` (one per video, in the order the features come in); a block never spans two
+    samples. Returns one (sample, first row) per block.
+    """
+    where = (input_ids == token_id).nonzero().tolist()  # [(sample, row)] in row-major order
+    if len(where) != sum(lengths):
+        raise ValueError(
+            f"the prompt has {len(where)} video placeholder tokens (id {token_id}) but the videos "
+            f"need {sum(lengths)} ({lengths}); the processor output and the video do not match"
+        )
+    blocks, start = [], 0
+    for length in lengths:
+        (b0, r0), (b1, r1) = where[start], where[start + length - 1]
+        if b0 != b1 or r1 - r0 != length - 1:
+            raise ValueError(
+                f"video placeholder tokens must form one contiguous block of {length} per video; "
+                f"got a block from (sample {b0}, row {r0}) to (sample {b1}, row {r1})"
+            )
+        blocks.append((b0, r0))
+        start += length
+    return blocks
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[F, L, H*d] -> [F, H, L, d]."""
+    f, length, _ = x.shape
+    return x.view(f, length, heads, -1).transpose(1, 2)

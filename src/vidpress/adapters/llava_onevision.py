@@ -1,0 +1,166 @@
+"""Adapter for ``LlavaOnevisionForConditionalGeneration`` (also LLaVA-Video converted to it).
+
+Video path of the stock model: vision tower on every frame -> hidden state of
+``vision_feature_layer`` (CLS dropped with the "default" strategy) -> projector -> 2x2 bilinear
+pooling of the g x g patch grid to ceil(g/2) x ceil(g/2) -> one newline embedding appended per
+video. The prompt holds F x ceil(g/2)^2 + 1 ``<video>`` placeholders per video.
+
+Scores: the q/k outputs of the attention of the layer whose output feeds the projector are
+recorded by forward hooks (the tower keeps its SDPA/flash kernels); the CLS row when the tower has
+a CLS token (e.g. DINOv2), else the mean received attention (SigLIP); pooled to the token grid with
+the same bilinear interpolation as the features. The newline token is always kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vidpress import functional as F
+from vidpress.adapters.base import (
+    Prompt,
+    Timer,
+    VideoAdapter,
+    VideoInput,
+    split_heads,
+    video_blocks,
+)
+
+
+def _pool(x: torch.Tensor, side: int) -> torch.Tensor:
+    """OV's ``apply_pooling``: [F, g*g, C] -> [F, ceil(g/2)^2, C] by bilinear interpolation."""
+    frames, length, channels = x.shape
+    grid = x.view(frames, side, side, channels).permute(0, 3, 1, 2)
+    small = math.ceil(side / 2)
+    pooled = nn.functional.interpolate(grid, size=[small, small], mode="bilinear")
+    return pooled.permute(0, 2, 3, 1).reshape(frames, small * small, channels)
+
+
+class LlavaOnevisionAdapter(VideoAdapter):
+    model_type = "llava_onevision"
+    model_class = "LlavaOnevisionForConditionalGeneration"
+    vision_inputs = ("pixel_values_videos", "image_sizes_videos")
+
+    def _feature_layer(self, kwargs: dict) -> tuple[int | list[int], str]:
+        cfg = self.model.config
+        layer = kwargs.get("vision_feature_layer")
+        strategy = kwargs.get("vision_feature_select_strategy")
+        return (
+            cfg.vision_feature_layer if layer is None else layer,
+            cfg.vision_feature_select_strategy if strategy is None else strategy,
+        )
+
+    def _scored_attention(self, feature_layer: int | list[int]) -> tuple[nn.Module, nn.Module]:
+        """The (query, key) projections of the vision layer whose output feeds the projector."""
+        tower = self.model.model.vision_tower
+        layers = None
+        for path in ("encoder.layers", "encoder.layer", "vision_model.encoder.layers"):
+            try:
+                layers = tower.get_submodule(path)
+                break
+            except AttributeError:
+                continue
+        if layers is None:
+            raise ValueError(
+                f"cannot find the encoder layers of vision tower {type(tower).__name__}"
+            )
+        chosen = max(feature_layer) if isinstance(feature_layer, list) else feature_layer
+        index = chosen % (len(layers) + 1) - 1  # hidden_states[i] is the output of layer i - 1
+        if index < 0:
+            raise ValueError(
+                f"vision_feature_layer={feature_layer} selects the patch embeddings; vision scores "
+                "need the attention of an encoder layer"
+            )
+        for module in layers[index].modules():
+            for q_name, k_name in (("q_proj", "k_proj"), ("query", "key")):
+                if isinstance(getattr(module, q_name, None), nn.Linear) and isinstance(
+                    getattr(module, k_name, None), nn.Linear
+                ):
+                    return getattr(module, q_name), getattr(module, k_name)
+        raise ValueError(f"cannot find q/k projections in vision layer {index}")
+
+    def prepare(self, kwargs: dict, mask: torch.Tensor, need: set[str], timer: Timer) -> Prompt:
+        base = self.model.model
+        cfg = self.model.config
+        pixels = kwargs["pixel_values_videos"]  # [V, F, C, H, W]
+        if pixels.dim() != 5:
+            raise ValueError(
+                f"pixel_values_videos must be [videos, frames, channels, height, width], got "
+                f"{tuple(pixels.shape)}"
+            )
+        feature_layer, strategy = self._feature_layer(kwargs)
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        if need:
+            q_proj, k_proj = self._scored_attention(feature_layer)
+            handles = [
+                q_proj.register_forward_hook(lambda m, a, out: captured.__setitem__("q", out)),
+                k_proj.register_forward_hook(lambda m, a, out: captured.__setitem__("k", out)),
+            ]
+        try:
+            features = base.get_video_features(
+                pixels,
+                vision_feature_layer=feature_layer,
+                vision_feature_select_strategy=strategy,
+                return_dict=True,
+            ).pooler_output  # [V, F * n, D]
+        finally:
+            for handle in handles:
+                handle.remove()
+
+        videos_n, frames = pixels.shape[:2]
+        side = cfg.vision_config.image_size // cfg.vision_config.patch_size
+        small = math.ceil(side / 2)
+        per_frame = small * small
+        tokens = features.view(videos_n, frames, per_frame, -1)
+
+        input_ids = kwargs["input_ids"]
+        block = frames * per_frame + 1  # tokens + newline
+        starts = video_blocks(input_ids, cfg.video_token_id, [block] * videos_n)
+        embeds = base.get_input_embeddings()(input_ids)
+        span = torch.zeros_like(input_ids, dtype=torch.bool)
+        videos = []
+        for i, (sample, first) in enumerate(starts):
+            rows = torch.arange(first, first + block - 1, device=input_ids.device)
+            embeds[sample, rows] = tokens[i].reshape(len(rows), -1).to(embeds.dtype)
+            embeds[sample, first + block - 1] = base.image_newline.to(embeds.dtype)
+            span[sample, first : first + block] = True
+            videos.append(VideoInput(sample, rows, tokens[i], (small, small)))
+
+        if need:
+            with timer:
+                self._add_scores(videos, captured, side, strategy, need)
+        return Prompt(embeds, videos, span, self._positions(kwargs, mask))
+
+    def _add_scores(
+        self, videos: list[VideoInput], captured: dict, side: int, strategy: str, need: set[str]
+    ) -> None:
+        heads = self.model.config.vision_config.num_attention_heads
+        q = split_heads(captured["q"], heads)  # [V*F, H, L, d]
+        k = split_heads(captured["k"], heads)
+        has_cls = q.shape[2] == side * side + 1
+        if has_cls:
+            scores = F.cls_attention(q, k)  # [V*F, g*g]
+        else:
+            scores = F.received_attention(q, k)
+            if strategy == "default":
+                scores = scores[:, 1:]
+        scores = _pool(scores[..., None], side)[..., 0]  # [V*F, n]
+        keys = None
+        if "keys" in need:
+            keys = k.mean(dim=1)  # [V*F, L, d] head mean
+            keys = _pool(keys[:, 1:] if strategy == "default" else keys, side)
+        frames = videos[0].tokens.shape[0]
+        for i, video in enumerate(videos):
+            part = slice(i * frames, (i + 1) * frames)
+            video.scores = scores[part].float()
+            video.keys = None if keys is None else keys[part]
+
+    def _positions(self, kwargs: dict, mask: torch.Tensor) -> torch.Tensor:
+        """[B, L] 1-D positions of the uncompressed prompt: the caller's, else generate()'s rule."""
+        given = kwargs.get("position_ids")
+        if given is not None:
+            return given.expand(mask.shape[0], -1)
+        return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
