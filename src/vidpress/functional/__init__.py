@@ -26,8 +26,21 @@ from vidpress.functional.attention import (
     received_attention,
     text_to_visual_attention,
 )
-from vidpress.functional.budgets import round_half_up, split_budget, spread_evenly, token_budget
-from vidpress.functional.dpc_knn import dpc_knn_centres, dpc_knn_cluster, dpc_knn_scores
+from vidpress.functional.budgets import (
+    apportion,
+    round_half_up,
+    split_budget,
+    spread_evenly,
+    token_budget,
+)
+from vidpress.functional.dpc_knn import (
+    dpc_knn_centres,
+    dpc_knn_cluster,
+    dpc_knn_scores,
+    dpc_knn_scores_batched,
+)
+from vidpress.functional.fastvid import fastvid_compress
+from vidpress.functional.holitom import holitom_compress
 from vidpress.functional.inner import (
     MERGE_MODES,
     InnerResult,
@@ -36,13 +49,34 @@ from vidpress.functional.inner import (
     top_indices,
 )
 from vidpress.functional.merging import blend_into_targets, group_mean, sequential_pairwise_mean
+from vidpress.functional.references import framedrop_compress, random_compress, uniform_compress
 from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
-from vidpress.functional.similarity import cosine_gate, nearest
+from vidpress.functional.segmentation import (
+    adjacent_similarity,
+    best_windows,
+    dyseg_cuts,
+    segment_ids,
+    static_runs,
+    window_savings,
+)
+from vidpress.functional.similarity import (
+    cosine_gate,
+    descending_rank,
+    nearest,
+    nearest_per_batch,
+)
 from vidpress.functional.unified import retention_pool, unified_compress
+from vidpress.functional.visionzip import visionzip_compress
 
 # name -> fn(tokens [T, N, D], scores [T, N], budget, *, grid, **params) -> CompressedTokens
 _STAGE1: dict[str, Callable[..., CompressedTokens]] = {
     "unified": unified_compress,
+    "visionzip": visionzip_compress,
+    "fastvid": fastvid_compress,
+    "holitom": holitom_compress,
+    "uniform": uniform_compress,
+    "framedrop": framedrop_compress,
+    "random": random_compress,
 }
 STAGE1_METHODS: tuple[str, ...] = tuple(_STAGE1)
 
@@ -93,28 +127,44 @@ __all__ = [
     "STAGE1_METHODS",
     "CompressedTokens",
     "InnerResult",
+    "adjacent_similarity",
+    "apportion",
+    "best_windows",
     "blend_into_targets",
     "cls_attention",
     "compress_video_tokens",
     "cosine_gate",
+    "descending_rank",
     "dpc_knn_centres",
     "dpc_knn_cluster",
     "dpc_knn_scores",
+    "dpc_knn_scores_batched",
+    "dyseg_cuts",
+    "fastvid_compress",
     "finalize",
+    "framedrop_compress",
     "group_mean",
+    "holitom_compress",
     "identity",
     "inner_compress",
     "nearest",
+    "nearest_per_batch",
+    "random_compress",
     "received_attention",
     "resolve_grid",
     "retention_pool",
     "round_half_up",
+    "segment_ids",
     "sequential_pairwise_mean",
     "split_budget",
     "spread_evenly",
+    "static_runs",
     "text_aware_importance",
     "text_to_visual_attention",
     "token_budget",
     "top_indices",
     "unified_compress",
+    "uniform_compress",
+    "visionzip_compress",
+    "window_savings",
 ]

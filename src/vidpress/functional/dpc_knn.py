@@ -112,10 +112,13 @@ def _scores_of_rows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 3-4 on a block of rows, ``x: [b, M, D]``, with the full [b, M, M] distances."""
     m, dim = x.shape[1:]
+    count_row = valid.sum(dim=1)
+    mean = (x.float() * valid[:, :, None]).sum(dim=1) / count_row.clamp(min=1)[:, None]
+    x = x - mean[:, None, :].to(x.dtype)  # centred over each row's tokens
     d2 = squared_distances(x, x) / dim
     pair = valid[:, :, None] & valid[:, None, :]
     others = pair & ~torch.eye(m, dtype=torch.bool, device=x.device)
-    k_row = (valid.sum(dim=1) - 1).clamp(max=k)  # [b], 0 for a lone token
+    k_row = (count_row - 1).clamp(max=k)  # [b], 0 for a lone token
     count = min(k, m - 1)
     rho = torch.ones(valid.shape, dtype=torch.float32, device=x.device)
     if count > 0:

@@ -23,7 +23,7 @@ def row_chunks(rows: int, cols: int) -> list[slice]:
 
 
 def squared_norms(x: torch.Tensor) -> torch.Tensor:
-    """[M] float32 squared L2 norms of the rows of ``x: [M, D]``."""
+    """[..., M] float32 squared L2 norms of the rows of ``x: [..., M, D]``."""
     x32 = x.float()
     return (x32 * x32).sum(-1)
 
@@ -42,14 +42,16 @@ def squared_distances(
     a_sq: torch.Tensor | None = None,
     b_sq: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``[Ma, Mb]`` squared Euclidean distances between rows of ``a`` and ``b`` (float32, >= 0).
+    """``[..., Ma, Mb]`` squared Euclidean distances between rows of ``a: [..., Ma, D]`` and
+    ``b: [..., Mb, D]`` (float32, >= 0); leading dimensions are batch dimensions.
 
     ``a_sq``/``b_sq``: the rows' squared norms when the caller has them (chunked loops compute
     them once). The dot products run in the inputs' dtype (tensor cores for bf16 on a GPU).
     """
     a_sq = squared_norms(a) if a_sq is None else a_sq
     b_sq = squared_norms(b) if b_sq is None else b_sq
-    d2 = (a @ b.T).float().mul_(-2.0).add_(a_sq[:, None]).add_(b_sq[None, :])
+    d2 = (a @ b.transpose(-1, -2)).float().mul_(-2.0)
+    d2 = d2.add_(a_sq.unsqueeze(-1)).add_(b_sq.unsqueeze(-2))
     return d2.clamp_(min=0.0)
 
 

@@ -1,0 +1,196 @@
+"""FastVID, before the LLM (Shen et al., "FastVID: Dynamic Density Pruning for Fast Video Large
+Language Models", NeurIPS'25; code LunarShen/FastVID, ``modeling_qwen2.py`` of its
+LLaVA-OneVision fork, which runs it inside the decoder before layer 0).
+
+1. Frame signals: a global feature g_t per frame (``frame_features``; default the mean frame
+   token, officially SigLIP's attention-pooling head) and a saliency per token (``scores``).
+2. DySeg: c_t = cos(g_t, g_t+1); a segment ends after frame t when t is among the (c - 1)
+   smallest c_t or c_t < tau.
+3. Per frame, n tokens: n_c = floor(n d) context slots, n_s = n - n_c salient tokens.
+4. ATS: each frame keeps its top n_s tokens by saliency.
+5. Density score of each frame's other (non-salient) tokens: DPC-KNN rho x delta with k = 4.
+6. DTM: a segment's anchor frames are every p-th frame counted back from its last frame; they
+   share the segment's context slots and take their top-scoring non-salient tokens as targets.
+   For each anchor frame, every non-salient token of the segment joins that frame's most
+   cosine-similar target; a target becomes w x target + (1 - w) x mean(members, itself
+   included), w = max(1 / (members + 1), beta).
+7. Outputs in original order with their original positions.
+
+Defaults (LLaVA-OneVision): segments c = 8, tau = 0.9, d = 0.4, anchor period p = 4,
+beta = 0.6, k = 4.
+
+Where this implementation knowingly differs from the official code:
+- Exact budget. Officially every frame gets n = floor(N r) and each anchor frame
+  floor(n_c L / ceil(L / p)) slots, so fewer than r T N tokens remain. Here n is spread over
+  frames by ``spread_evenly`` (floor(B/T), one more in the first B mod T frames), n_c =
+  floor(n d) as officially, and a segment's context slots (the sum of its frames' n_c) are
+  spread over its anchor frames by ``spread_evenly`` (the remainder to the earliest anchors),
+  each holding at most its non-salient tokens. Slots that do not fit (only at high retention,
+  where the official code fails) become extra salient slots of the segment's other frames.
+- A non-salient token of a segment with several anchor frames is merged into one target of
+  every anchor frame, as officially; ``assignment`` records the most similar of those targets
+  (ties: the earlier anchor), so ``sizes`` count a partition of the inputs.
+- DPC-KNN is the project's shared one (``dpc_knn.py``): a token's k nearest neighbours exclude
+  itself (officially it is one of the k, at distance 0), ties go by index instead of random
+  noise, and the densest token's delta is its own largest distance (officially the frame's).
+- Ties (the c - 1 lowest c_t, the top-k's) go to the lower index; with T <= c - 1 frames every
+  frame is its own segment (officially the top-k fails). A target always counts as its own
+  member (officially it does unless another target is an exact duplicate).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vidpress.functional._checks import check_positive_int, check_tensor, check_unit_interval
+from vidpress.functional.budgets import spread_evenly
+from vidpress.functional.dpc_knn import dpc_knn_scores_batched
+from vidpress.functional.merging import blend_into_targets
+from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.segmentation import adjacent_similarity, dyseg_cuts, segment_ids
+from vidpress.functional.similarity import descending_rank, nearest, unit
+
+
+def anchor_frames(segment: torch.Tensor, period: int) -> torch.Tensor:
+    """``[T]`` bool: every ``period``-th frame counted back from the last frame of its segment.
+
+    segment: [T] long, the segment of each frame (non-decreasing, from 0).
+    """
+    frame = torch.arange(segment.numel(), device=segment.device)
+    last = torch.zeros(int(segment[-1]) + 1, dtype=torch.long, device=segment.device)
+    last.scatter_reduce_(0, segment, frame, "amax")
+    return (last[segment] - frame) % period == 0
+
+
+def dtm_weight(members: torch.Tensor, beta: float) -> torch.Tensor:
+    """DTM's blend weight of each target: max(1 / (members + 1), beta)."""
+    return (1.0 / (members.float() + 1.0)).clamp(min=beta)
+
+
+def place_slots(
+    segment: torch.Tensor,
+    anchor: torch.Tensor,
+    context: torch.Tensor,
+    salient: torch.Tensor,
+    n: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context slots of each frame [T] and its salient count [T], exact (CPU, [T] long inputs).
+
+    A segment's slots (the sum of its frames' ``context``) are spread evenly over its anchor
+    frames, each holding at most its n - salient non-salient tokens; what does not fit becomes
+    extra salient slots of the segment's other frames.
+    """
+    slots, salient = torch.zeros_like(context), salient.clone()
+    for s in range(int(segment[-1]) + 1):
+        frames = torch.nonzero(segment == s).squeeze(1)
+        anchors, others = frames[anchor[frames]], frames[~anchor[frames]]
+        total, room = int(context[frames].sum()), n - salient[anchors]
+        fit = min(total, int(room.sum()))
+        slots[anchors] = spread_evenly(fit, anchors.numel(), room)
+        if total > fit:
+            salient[others] += spread_evenly(total - fit, others.numel(), n - salient[others])
+    return slots, salient
+
+
+def fastvid_compress(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    grid: tuple[int, int],
+    frame_features: torch.Tensor | None = None,
+    segments: int = 8,
+    tau: float = 0.9,
+    context_ratio: float = 0.4,
+    anchor_period: int = 4,
+    beta: float = 0.6,
+    k: int = 4,
+) -> CompressedTokens:
+    """FastVID on ``tokens: [T, N, D]`` with saliency ``scores: [T, N]``.
+
+    frame_features: [T, Dg] the global feature of each frame (default the mean token).
+    ``segments`` is DySeg's c, ``context_ratio`` d, ``anchor_period`` p. Returns exactly
+    ``budget`` tokens.
+    """
+    frames, n, dim = tokens.shape
+    check_positive_int("segments", segments)
+    tau = check_unit_interval("tau", tau, closed_low=True)
+    context_ratio = check_unit_interval("context_ratio", context_ratio, closed_low=True)
+    check_positive_int("anchor_period", anchor_period)
+    beta = check_unit_interval("beta", beta, closed_low=True)
+    check_positive_int("k", k)
+    if frame_features is None:
+        frame_features = tokens.float().mean(dim=1)
+    check_tensor("frame_features", frame_features, 2, "[T, Dg]")
+    if frame_features.shape[0] != frames:
+        raise ValueError(
+            f"frame_features must have shape [T, Dg] with T = {frames}, "
+            f"got {tuple(frame_features.shape)}"
+        )
+    device = tokens.device
+
+    cuts = dyseg_cuts(adjacent_similarity(frame_features), segments, tau)
+    segment = segment_ids(cuts).cpu()  # [T]
+    anchor = anchor_frames(segment, anchor_period)
+    per_frame = spread_evenly(budget, frames, n)
+    context = torch.floor(per_frame.double() * context_ratio).long()  # as int(n * d)
+    slots, salient = place_slots(segment, anchor, context, per_frame - context, n)
+    is_salient = descending_rank(scores) < salient.to(device)[:, None]  # ATS, [T, N]
+
+    flat = tokens.reshape(-1, dim)
+    kept = torch.nonzero(is_salient.flatten()).squeeze(1)
+    assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
+    assignment[kept] = torch.arange(kept.numel(), device=device)
+    if int(slots.sum()) == 0:
+        return finalize(flat[kept], kept, assignment, grid)
+
+    rho, delta = dpc_knn_scores_batched(tokens, ~is_salient, k)
+    density = torch.where(is_salient, -torch.inf, rho * delta)
+    is_target = descending_rank(density) < slots.to(device)[:, None]
+    targets = torch.nonzero(is_target.flatten()).squeeze(1)  # grouped by frame
+    merged, best = dtm(flat, n, targets, ~is_salient, segment, slots, beta)
+    has_target = best >= 0
+    assignment[has_target] = kept.numel() + best[has_target]
+    assignment[targets] = kept.numel() + torch.arange(targets.numel(), device=device)
+    return finalize(torch.cat([flat[kept], merged]), torch.cat([kept, targets]), assignment, grid)
+
+
+def dtm(
+    flat: torch.Tensor,
+    n: int,
+    targets: torch.Tensor,
+    mergeable: torch.Tensor,
+    segment: torch.Tensor,
+    slots: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density-based temporal merging, one anchor frame at a time.
+
+    flat: [T*N, D]; targets: [G] flat indices, grouped by frame; mergeable: [T, N] the
+    non-salient tokens; segment, slots: [T] (CPU). Returns the blended targets [G, D] and, for
+    every input token, the target it is most similar to among those it joined ([T*N], -1: none).
+    """
+    device = flat.device
+    merged = flat[targets].clone()
+    best = torch.full((flat.shape[0],), -1, dtype=torch.long, device=device)
+    best_sim = torch.full((flat.shape[0],), -torch.inf, device=device)
+    target_id = torch.full_like(best, -1)
+    target_id[targets] = torch.arange(targets.numel(), device=device)
+    first_target = (torch.cumsum(slots, 0) - slots).tolist()
+    frame_ids = torch.arange(segment.numel())
+    for a in torch.nonzero(slots > 0).squeeze(1).tolist():
+        span = frame_ids[segment == segment[a]]
+        lo, hi = int(span[0]), int(span[-1]) + 1
+        members = lo * n + torch.nonzero(mergeable[lo:hi].flatten()).squeeze(1)
+        ids = first_target[a] + torch.arange(int(slots[a]), device=device)
+        anchors = flat[targets[ids]]
+        labels = nearest(flat[members], anchors, metric="cosine")
+        own = target_id[members] - first_target[a]
+        labels = torch.where((own >= 0) & (own < ids.numel()), own, labels)  # a target joins itself
+        weight = dtm_weight(torch.bincount(labels, minlength=ids.numel()), beta)
+        merged[ids] = blend_into_targets(anchors, flat[members], labels, weight)
+        sim = (unit(flat[members]) * unit(anchors)[labels]).sum(dim=1)
+        better = sim > best_sim[members]
+        best_sim[members[better]] = sim[better]
+        best[members[better]] = ids[labels[better]]
+    return merged, best

@@ -1,0 +1,121 @@
+"""VisionZip, per frame, before the LLM (Yang et al., "VisionZip: Longer is Better but Not
+Necessary in Vision Language Models", CVPR'25; code dvlab-research/VisionZip, and its video port
+for LLaVA-OneVision / LLaVA-Video in cokeshao/HoliTom ``visionzip/llava_arch.py``).
+
+Each frame keeps n tokens, split 54:10 (of 64) as the video port does: dominant =
+floor(n x 54/64), contextual = n - dominant.
+1. Dominant tokens: the top ``dominant`` of the frame by the vision encoder's attention score.
+2. Contextual tokens: of the remaining tokens (in original order), the targets sit at a uniform
+   stride, max(1, remaining // contextual), starting at the first. Every other remaining token
+   joins the target whose key is most cosine-similar (keys of the score layer, averaged over
+   heads). A contextual token is the target plus the mean of the tokens that joined it: the
+   official code adds the two, it does not average them.
+No temporal processing.
+
+Defaults: ``dominant_ratio`` = 54/64; ``keys`` = the tokens themselves when not given.
+
+Where this implementation knowingly differs from the official code:
+- Exact budget: the official code keeps the same count in every frame; here the budget is
+  spread over frames by ``spread_evenly`` (floor(B/T) each, one more in the first B mod T
+  frames), then each frame's n is split 54:10 as above.
+- With a budget below T, the frames given n = 0 keep nothing (any n >= 1 has at least one
+  contextual slot, as the floor leaves n - floor(54 n / 64) >= 1).
+- Ties in the top-k go to the lower index.
+- Positions: a contextual token takes its target's position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vidpress.functional._checks import check_tensor, check_unit_interval
+from vidpress.functional.budgets import spread_evenly
+from vidpress.functional.merging import group_mean
+from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.similarity import descending_rank, nearest_per_batch
+
+
+def contextual_targets(rest: torch.Tensor, contextual: torch.Tensor) -> torch.Tensor:
+    """``[T, N]`` long: slot of each contextual target in its frame, -1 for other tokens.
+
+    rest: [T, N] bool, the frame's non-dominant tokens; contextual: [T] target count per frame.
+    Targets are every ``max(1, remaining // contextual)``-th remaining token, from the first.
+    """
+    order = torch.cumsum(rest.long(), dim=1) - 1  # index among the remaining tokens
+    step = (rest.sum(dim=1) // contextual.clamp(min=1)).clamp(min=1)[:, None]
+    slot = order // step
+    is_target = rest & (order % step == 0) & (slot < contextual[:, None])
+    return torch.where(is_target, slot, -1)
+
+
+def nearest_target(
+    keys: torch.Tensor, slot: torch.Tensor, contextual: torch.Tensor
+) -> torch.Tensor:
+    """``[T, N]`` long: the slot of each token's most cosine-similar target key in its frame.
+
+    keys: [T, N, Dk]; slot: [T, N] from ``contextual_targets``; contextual: [T] targets per frame.
+    """
+    frames, _, width = keys.shape
+    where = torch.nonzero(slot >= 0)  # [targets, 2] (frame, token)
+    index = torch.zeros(frames, int(contextual.max()), dtype=torch.long, device=keys.device)
+    index[where[:, 0], slot[where[:, 0], where[:, 1]]] = where[:, 1]
+    valid = torch.arange(index.shape[1], device=keys.device) < contextual[:, None]
+    target_keys = torch.gather(keys, 1, index[:, :, None].expand(-1, -1, width))
+    return nearest_per_batch(keys, target_keys, valid)
+
+
+def visionzip_compress(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    grid: tuple[int, int],
+    keys: torch.Tensor | None = None,
+    dominant_ratio: float = 54 / 64,
+) -> CompressedTokens:
+    """VisionZip on ``tokens: [T, N, D]`` with attention ``scores: [T, N]``, per frame.
+
+    keys: [T, N, Dk] the features compared to pick each remaining token's target (default:
+    ``tokens``). Returns exactly ``budget`` tokens.
+    """
+    frames, n, dim = tokens.shape
+    dominant_ratio = check_unit_interval("dominant_ratio", dominant_ratio, closed_low=True)
+    if keys is None:
+        keys = tokens
+    check_tensor("keys", keys, 3, "[T, N, Dk]")
+    if tuple(keys.shape[:2]) != (frames, n):
+        raise ValueError(
+            f"keys must have shape [T, N, Dk] with (T, N) = {(frames, n)}, got {tuple(keys.shape)}"
+        )
+    device = tokens.device
+
+    per_frame = spread_evenly(budget, frames, n).to(device)  # [T]
+    dominant = torch.floor(per_frame.double() * dominant_ratio).long()  # as int(n * 54/64)
+    contextual = per_frame - dominant
+    is_dominant = descending_rank(scores) < dominant[:, None]  # [T, N]
+    slot = contextual_targets(~is_dominant, contextual)  # [T, N]
+
+    # outputs: the dominant tokens, then the contextual ones, each in flat (frame, token) order
+    flat_dominant = torch.nonzero(is_dominant.flatten()).squeeze(1)
+    flat_targets = torch.nonzero((slot >= 0).flatten()).squeeze(1)
+    first = flat_dominant.numel()
+    assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
+    assignment[flat_dominant] = torch.arange(first, device=device)
+    assignment[flat_targets] = first + torch.arange(flat_targets.numel(), device=device)
+
+    merges = ((~is_dominant) & (slot < 0) & (contextual > 0)[:, None]).flatten()
+    members = torch.nonzero(merges).squeeze(1)
+    if members.numel() > 0:
+        choice = nearest_target(keys, slot, contextual)  # [T, N]
+        first_target = first + torch.cumsum(contextual, 0) - contextual  # [T]
+        assignment[members] = first_target[members // n] + choice.flatten()[members]
+
+    flat = tokens.reshape(-1, dim)
+    means, _ = group_mean(flat[members], assignment[members] - first, flat_targets.numel())
+    contextual_tokens = flat[flat_targets] + means  # target + mean of its members (official)
+    return finalize(
+        torch.cat([flat[flat_dominant], contextual_tokens]),
+        torch.cat([flat_dominant, flat_targets]),
+        assignment,
+        grid,
+    )
