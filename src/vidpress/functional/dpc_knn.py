@@ -10,7 +10,9 @@ rho_j == rho_i and j < i, so exactly one token (the first densest) has no denser
 Memory stays bounded: distances are computed in row chunks. Each row keeps its ``NEIGHBOURS``
 nearest tokens from the first pass; ``delta_i`` is read from that list when it holds a denser
 token (exact: the list is sorted by distance), and only the rows whose list holds none (the
-local density peaks, few) get a second pass over all tokens.
+local density peaks, few) get a second pass over all tokens. The nearest tokens of a row are
+found in two exact steps: the minimum of each group of ``GROUP`` columns, then a top-k among
+the columns of the k groups with the smallest minima (no other column can be nearer).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 import torch
 
 from vidpress.functional.similarity import (
+    centred_padded,
     descending_rank,
     nearest,
     row_chunks,
@@ -29,25 +32,46 @@ from vidpress.functional.similarity import (
 
 # Neighbours remembered per token from the first pass (at least k).
 NEIGHBOURS = 32
+# Columns per group in the two-step nearest-neighbour selection.
+GROUP = 64
 
 
-def _nearest_neighbours(x: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``count`` nearest other rows of each row of ``x: [M, D]``.
+def _nearest_neighbours(
+    cols: torch.Tensor, m: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``count`` nearest other rows of each of the first ``m`` rows of ``cols: [M', D]``.
 
-    Returns (d^2 [M, count], index [M, count]).
-
-    d^2 is the scaled squared distance ||x_i - x_j||^2 / D, sorted ascending, ties by index.
+    ``cols`` holds the M tokens then zero padding up to a multiple of ALIGN. Returns
+    (d^2 [M, count], index [M, count]): the scaled squared distance ||x_i - x_j||^2 / D, sorted
+    ascending. Rows are ranked by ||x_j||^2 - 2 x_i.x_j (one fused matrix product in x's dtype;
+    ||x_i||^2 is the same for the whole row and is added to the chosen ``count`` only).
     """
-    m, dim = x.shape
-    d2_out = x.new_empty((m, count), dtype=torch.float32)
-    idx_out = torch.empty((m, count), dtype=torch.long, device=x.device)
+    x, dim = cols[:m], cols.shape[1]
     sq = squared_norms(x)
-    for rows in row_chunks(m, m):
-        d2 = squared_distances(x[rows], x, sq[rows], sq).div_(dim)
+    cols_sq = torch.full((cols.shape[0],), math.inf, dtype=cols.dtype, device=cols.device)
+    cols_sq[:m] = sq  # padded columns are never near
+    d2_out = torch.empty((m, count), dtype=torch.float32, device=x.device)
+    idx_out = torch.empty((m, count), dtype=torch.long, device=x.device)
+    for rows in row_chunks(m, cols.shape[0], x.device):
+        partial = torch.addmm(cols_sq[None, :], x[rows], cols.T, alpha=-2.0)  # [r, M']
         own = torch.arange(m, device=x.device)[rows]
-        d2[torch.arange(own.numel(), device=x.device), own] = math.inf
-        d2_out[rows], idx_out[rows] = torch.topk(d2, count, dim=1, largest=False, sorted=True)
-    return d2_out, idx_out
+        partial[torch.arange(own.numel(), device=x.device), own] = math.inf
+        values, idx_out[rows] = _smallest(partial, count)
+        d2_out[rows] = (values.float() + sq[rows, None]).clamp_(min=0.0)
+    return d2_out.div_(dim), idx_out
+
+
+def _smallest(d2: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``topk(d2, count, largest=False, sorted=True)`` of ``d2: [r, M']`` (M' a multiple
+    of GROUP), through the ``count`` groups of columns with the smallest minima."""
+    r, width = d2.shape
+    if width < 8 * count * GROUP:
+        return torch.topk(d2, count, dim=1, largest=False, sorted=True)
+    group_min = d2.view(r, width // GROUP, GROUP).amin(dim=2)
+    groups = torch.topk(group_min, count, dim=1, largest=False).indices  # [r, count]
+    columns = (groups[:, :, None] * GROUP + torch.arange(GROUP, device=d2.device)).view(r, -1)
+    values, pick = torch.topk(d2.gather(1, columns), count, dim=1, largest=False, sorted=True)
+    return values, columns.gather(1, pick)
 
 
 def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +79,16 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Ten
 
     Returns two float32 tensors of shape [M]. With fewer than k + 1 tokens, k shrinks to M - 1.
     """
-    m, dim = x.shape
+    return _scores(centred_padded(x), x.shape[0], k)
+
+
+def _scores(cols: torch.Tensor, m: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dpc_knn_scores`` of the first ``m`` rows of the padded, centred ``cols: [M', D]``."""
     if m == 1:
-        one = torch.ones(1, device=x.device)
-        return one, torch.zeros(1, device=x.device)
+        one = torch.ones(1, device=cols.device)
+        return one, torch.zeros(1, device=cols.device)
     k = min(k, m - 1)
-    d2_near, idx_near = _nearest_neighbours(x, min(max(k, NEIGHBOURS), m - 1))
+    d2_near, idx_near = _nearest_neighbours(cols, m, min(max(k, NEIGHBOURS), m - 1))
     rho = torch.exp(-d2_near[:, :k].mean(dim=1))
 
     order_rank = descending_rank(rho)  # smaller rank = denser
@@ -71,22 +99,24 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Ten
 
     peaks = torch.nonzero(~found).squeeze(1)
     if peaks.numel() > 0:
-        delta_d2[peaks] = _separation_of_peaks(x, peaks, order_rank)
+        delta_d2[peaks] = _separation_of_peaks(cols, m, peaks, order_rank)
     return rho, delta_d2.sqrt()
 
 
-def _separation_of_peaks(x: torch.Tensor, peaks: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """Scaled squared delta of the rows ``peaks`` by a full pass over all tokens."""
-    dim = x.shape[1]
+def _separation_of_peaks(
+    cols: torch.Tensor, m: int, peaks: torch.Tensor, rank: torch.Tensor
+) -> torch.Tensor:
+    """Scaled squared delta of the rows ``peaks`` by a full pass over all M tokens."""
+    x, dim = cols[:m], cols.shape[1]
     sq = squared_norms(x)
     out = torch.empty(peaks.numel(), dtype=torch.float32, device=x.device)
-    for rows in row_chunks(peaks.numel(), x.shape[0]):
+    for rows in row_chunks(peaks.numel(), cols.shape[0], x.device):
         ids = peaks[rows]
-        d2 = squared_distances(x[ids], x, sq[ids], sq).div_(dim)
+        d2 = squared_distances(x[ids], x, sq[ids], sq)
         denser = rank[None, :] < rank[ids][:, None]
-        to_denser = torch.where(denser, d2, torch.full_like(d2, math.inf)).amin(dim=1)
+        to_denser = torch.where(denser, d2, math.inf).amin(dim=1)
         out[rows] = torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1))
-    return out
+    return out.div_(dim)
 
 
 def dpc_knn_scores_batched(
@@ -102,7 +132,7 @@ def dpc_knn_scores_batched(
     b, m, _ = x.shape
     rho = torch.zeros(b, m, dtype=torch.float32, device=x.device)
     delta = torch.zeros_like(rho)
-    for rows in row_chunks(b, m * m):
+    for rows in row_chunks(b, m * m, x.device):
         rho[rows], delta[rows] = _scores_of_rows(x[rows], valid[rows], k)
     return rho, delta
 
@@ -114,7 +144,7 @@ def _scores_of_rows(
     m, dim = x.shape[1:]
     count_row = valid.sum(dim=1)
     mean = (x.float() * valid[:, :, None]).sum(dim=1) / count_row.clamp(min=1)[:, None]
-    x = x - mean[:, None, :].to(x.dtype)  # centred over each row's tokens
+    x = x - mean[:, None, :].to(x.dtype)  # centred over each row's tokens, as ``centred`` does
     d2 = squared_distances(x, x) / dim
     pair = valid[:, :, None] & valid[:, None, :]
     others = pair & ~torch.eye(m, dtype=torch.bool, device=x.device)
@@ -143,12 +173,17 @@ def dpc_knn_centres(x: torch.Tensor, count: int, k: int = 7) -> torch.Tensor:
 
     Sorted by decreasing gamma, ties by index. ``count`` is clamped to [0, M].
     """
-    count = min(max(count, 0), x.shape[0])
+    return _centres(centred_padded(x), x.shape[0], count, k)
+
+
+def _centres(cols: torch.Tensor, m: int, count: int, k: int) -> torch.Tensor:
+    """``dpc_knn_centres`` of the first ``m`` rows of the padded, centred ``cols: [M', D]``."""
+    count = min(max(count, 0), m)
     if count == 0:
-        return torch.empty(0, dtype=torch.long, device=x.device)
-    if count == x.shape[0]:
-        return torch.arange(count, device=x.device)
-    rho, delta = dpc_knn_scores(x, k)
+        return torch.empty(0, dtype=torch.long, device=cols.device)
+    if count == m:
+        return torch.arange(count, device=cols.device)
+    rho, delta = _scores(cols, m, k)
     return torch.argsort(-(rho * delta), stable=True)[:count]
 
 
@@ -158,7 +193,9 @@ def dpc_knn_cluster(x: torch.Tensor, count: int, k: int = 7) -> tuple[torch.Tens
     Returns (centres [count] row indices, labels [M] in [0, count)): every row joins its nearest
     centre by Euclidean distance (ties: the lower label); a centre always joins itself.
     """
-    centres = dpc_knn_centres(x, count, k)
-    labels = nearest(x, x[centres], metric="euclidean")
+    m = x.shape[0]
+    cols = centred_padded(x)
+    centres = _centres(cols, m, count, k)
+    labels = nearest(cols[:m], cols[centres], metric="euclidean")
     labels[centres] = torch.arange(centres.numel(), device=x.device)
     return centres, labels

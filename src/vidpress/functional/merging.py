@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from vidpress.functional.similarity import row_chunks
+
 
 def group_mean(
     x: torch.Tensor, labels: torch.Tensor, groups: int, weights: torch.Tensor | None = None
@@ -26,9 +28,11 @@ def group_mean(
     if weights is None:
         weights = torch.ones(x.shape[0], dtype=torch.float32, device=x.device)
     member = labels >= 0
-    lab, w = labels[member], weights[member].float()
+    lab = labels.clamp(min=0)  # rows of no group add weight 0 to group 0
+    w = torch.where(member, weights.float(), 0.0)
     sums = torch.zeros(groups, x.shape[1], dtype=torch.float32, device=x.device)
-    sums.index_add_(0, lab, x[member].float() * w[:, None])
+    for rows in row_chunks(x.shape[0], x.shape[1], x.device):
+        sums.index_add_(0, lab[rows], x[rows].float() * w[rows, None])
     total = torch.zeros(groups, dtype=torch.float32, device=x.device).index_add_(0, lab, w)
     means = sums / total.clamp(min=torch.finfo(torch.float32).tiny)[:, None]
     return means.to(x.dtype), total

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import torch
 
-# Rows per chunk of a distance matrix: bounds memory at CHUNK_ELEMENTS floats per matrix.
+# Entries per chunk of a distance matrix (float32): 128 MiB on the CPU, 512 MiB on a GPU.
 CHUNK_ELEMENTS = 1 << 25
+GPU_CHUNK_ELEMENTS = 1 << 27
+# Row counts are padded to this multiple before big matrix products (aligned GEMMs are fast).
+ALIGN = 64
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -16,10 +19,32 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.float(), dim=-1)
 
 
-def row_chunks(rows: int, cols: int) -> list[slice]:
-    """Row slices of a [rows, cols] matrix, each holding at most CHUNK_ELEMENTS entries."""
-    step = max(1, CHUNK_ELEMENTS // max(cols, 1))
+def row_chunks(rows: int, cols: int, device: torch.device | str = "cpu") -> list[slice]:
+    """Row slices of a [rows, cols] matrix, each holding at most CHUNK_ELEMENTS entries
+    (GPU_CHUNK_ELEMENTS on a CUDA device)."""
+    budget = GPU_CHUNK_ELEMENTS if torch.device(device).type == "cuda" else CHUNK_ELEMENTS
+    step = max(1, budget // max(cols, 1))
     return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def pad_rows(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+    """``x: [M, ...]`` with rows of ``value`` appended up to a multiple of ALIGN rows."""
+    extra = -x.shape[0] % ALIGN
+    if extra == 0:
+        return x
+    return torch.cat([x, x.new_full((extra, *x.shape[1:]), value)])
+
+
+def centred_padded(x: torch.Tensor) -> torch.Tensor:
+    """``x: [M, D]`` minus its mean row, in a buffer of zero rows padded to a multiple of ALIGN.
+
+    Distances do not change when every row moves by the same vector, and the dot products in
+    ``squared_distances`` lose less precision once the large common component is gone.
+    """
+    out = x.new_zeros((x.shape[0] + -x.shape[0] % ALIGN, x.shape[1]))
+    out[: x.shape[0]] = x
+    out[: x.shape[0]] -= x.mean(dim=0, dtype=torch.float32).to(x.dtype)
+    return out
 
 
 def squared_norms(x: torch.Tensor) -> torch.Tensor:
@@ -66,13 +91,14 @@ def nearest(queries: torch.Tensor, targets: torch.Tensor, metric: str = "cosine"
     if metric == "cosine":
         q, t = unit(queries), unit(targets)
     else:
-        t_sq = squared_norms(targets)
+        t = pad_rows(targets)
+        t_sq = pad_rows(squared_norms(targets), value=torch.inf)
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
-    for rows in row_chunks(queries.shape[0], targets.shape[0]):
+    for rows in row_chunks(queries.shape[0], t.shape[0], queries.device):
         if metric == "cosine":
             out[rows] = torch.argmax(q[rows] @ t.T, dim=1)
         else:
-            out[rows] = torch.argmin(squared_distances(queries[rows], targets, b_sq=t_sq), dim=1)
+            out[rows] = torch.argmin(squared_distances(queries[rows], t, b_sq=t_sq), dim=1)
     return out
 
 
@@ -94,20 +120,18 @@ def nearest_per_batch(
     return out
 
 
-def _admit_block(alive: torch.Tensor, conflict: torch.Tensor) -> torch.Tensor:
+def _admit_block(conflict: torch.Tensor) -> torch.Tensor:
     """Exact greedy admission inside one block of candidates, without a loop over candidates.
 
-    alive:    [b] bool, candidate survives the tokens already in the pool
     conflict: [b, b] bool, conflict[i, j] for j < i: candidate i is too similar to candidate j
-    Candidate i is admitted iff alive[i] and no admitted j < i conflicts with it. The admission
-    vector is the fixed point of that rule; iterating it from "all alive admitted" settles one
-    more position of every dependency chain per step, so it converges in at most b steps.
+    Candidate i is admitted iff no admitted j < i conflicts with it. That rule has exactly one
+    fixed point (it is forward substitution); iterating it from "all admitted" settles one
+    more step of every dependency chain per round, so it arrives in at most b rounds.
     """
-    admitted = alive.clone()
     conflict_f = conflict.to(torch.float32)
-    for _ in range(alive.numel() + 1):
-        blocked = (conflict_f @ admitted.to(torch.float32)) > 0
-        nxt = alive & ~blocked
+    admitted = torch.ones(conflict.shape[0], dtype=torch.bool, device=conflict.device)
+    for _ in range(conflict.shape[0] + 1):
+        nxt = (conflict_f @ admitted.to(torch.float32)) == 0
         if torch.equal(nxt, admitted):
             return admitted
         admitted = nxt
@@ -115,34 +139,57 @@ def _admit_block(alive: torch.Tensor, conflict: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_gate(
-    candidates: torch.Tensor, tau: float, capacity: int, block: int = 512
+    features: torch.Tensor,
+    tau: float,
+    capacity: int,
+    order: torch.Tensor | None = None,
+    block: int = 512,
 ) -> torch.Tensor:
-    """Eq. 2: greedy redundancy gate over candidates in the given (priority) order.
+    """Eq. 2: greedy redundancy gate over ``features: [M, D]`` visited in ``order`` ([M]).
 
-    candidates: [M, D] features, already in walk order (most important first)
     A candidate enters the pool P iff ``max_{p in P} cos(c, p) < tau``; the walk stops when
-    ``|P| = capacity``. Returns the walk-order indices of the admitted candidates, ascending
-    (at most ``capacity`` of them; fewer when the candidates run out).
+    ``|P| = capacity``. Returns the indices (into ``features``) of the admitted candidates, in
+    walk order: at most ``capacity`` of them, fewer when the candidates run out. ``order``
+    defaults to the rows' own order.
 
-    Exact and blockwise: a block's similarities to the pool are one matrix product, and the
-    greedy order inside a block is resolved on the small [block, block] similarity matrix.
+    Exact and blockwise. A candidate rejected by the pool stays rejected (the pool only
+    grows), so after each block every remaining candidate is tested, in one matrix product,
+    against the tokens that block admitted, and the rejected ones leave the walk. The greedy
+    order inside the next block of survivors is resolved on its [block, block] similarities.
+    Rows are normalised as they are gathered (bounded memory); half-precision features stay in
+    their dtype for the products (tensor cores), others run in float32.
     """
-    x = unit(candidates)
-    pool = x.new_empty((0, x.shape[1]))
+    remaining = torch.arange(features.shape[0], device=features.device)
+    remaining = remaining if order is None else order
     admitted_ids: list[torch.Tensor] = []
     taken = 0
-    for start in range(0, x.shape[0], block):
-        if taken >= capacity:
-            break
-        cand = x[start : start + block]
-        alive = torch.ones(cand.shape[0], dtype=torch.bool, device=x.device)
-        if pool.shape[0] > 0:
-            alive = (cand @ pool.T).amax(dim=1) < tau
-        conflict = torch.tril((cand @ cand.T) >= tau, diagonal=-1)
-        local = torch.nonzero(_admit_block(alive, conflict)).squeeze(1)[: capacity - taken]
-        admitted_ids.append(local + start)
-        pool = torch.cat([pool, cand[local]])
+    while taken < capacity and remaining.numel() > 0:
+        head, remaining = remaining[:block], remaining[block:]
+        cand = _unit_rows(features, head)
+        conflict = torch.tril((cand @ cand.T).float() >= tau, diagonal=-1)
+        admitted = torch.nonzero(_admit_block(conflict)).squeeze(1)[: capacity - taken]
+        local = head[admitted]
+        admitted_ids.append(local)
         taken += local.numel()
+        if taken < capacity and remaining.numel() > 0:
+            remaining = remaining[_below_tau(features, remaining, cand[admitted], tau)]
     if not admitted_ids:
-        return torch.empty(0, dtype=torch.long, device=x.device)
+        return torch.empty(0, dtype=torch.long, device=features.device)
     return torch.cat(admitted_ids)
+
+
+def _unit_rows(features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The ``rows`` of ``features`` at unit norm (in their dtype if half precision)."""
+    out = unit(features[rows])
+    return out.to(features.dtype) if features.dtype in (torch.float16, torch.bfloat16) else out
+
+
+def _below_tau(
+    features: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor, tau: float
+) -> torch.Tensor:
+    """[len(rows)] bool: the ``rows`` of ``features`` whose cosine to every row of the unit
+    ``pool`` stays below tau."""
+    keep = torch.empty(rows.numel(), dtype=torch.bool, device=features.device)
+    for part in row_chunks(rows.numel(), features.shape[1], features.device):
+        keep[part] = (_unit_rows(features, rows[part]) @ pool.T).float().amax(dim=1) < tau
+    return keep

@@ -35,7 +35,7 @@ def retention_pool(
     """
     if tau is None:
         return walk[:capacity]
-    return walk[cosine_gate(x[walk], tau, capacity)]
+    return cosine_gate(x, tau, capacity, order=walk)
 
 
 def unified_compress(
@@ -88,8 +88,9 @@ def unified_compress(
     assignment[selected] = torch.arange(selected.numel(), device=x.device)
     outputs, sources = [x[selected]], [selected]
     if cluster_slots > 0:
-        centres, labels = dpc_knn_cluster(x[recycle], cluster_slots, k)
-        clusters, _ = group_mean(x[recycle], labels, cluster_slots)
+        recycled = x[recycle]
+        centres, labels = dpc_knn_cluster(recycled, cluster_slots, k)
+        clusters, _ = group_mean(recycled, labels, cluster_slots)
         outputs.append(clusters)
         sources.append(recycle[centres])
         assignment[recycle] = selected.numel() + labels
