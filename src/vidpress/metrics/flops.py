@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from vidpress.functional.budgets import round_half_up, token_budget
 from vidpress.metrics.model_specs import LLMSpec, ModelSpec, VisionSpec, get_spec
 
 CONVENTIONS = ("exact", "paper")
@@ -74,16 +75,6 @@ UNIFIED_CLUSTER_RATIO = 0.3
 VISIONZIP_CONTEXT_FRACTION = 10 / 64  # VisionZip's 54 dominant + 10 contextual tokens
 DECODE_TOKENS = 100
 TEXT_TOKENS = 64
-
-
-def round_half_up(x: float) -> int:
-    """Nearest integer, halves up (the project's budget rounding, ``functional.budgets``)."""
-    return math.floor(round(x, 9) + 0.5)
-
-
-def token_budget(total: int, ratio: float) -> int:
-    """``round_half_up(ratio x total)``, at least 1 and at most ``total``."""
-    return min(total, max(1, round_half_up(ratio * total)))
 
 
 @dataclass(frozen=True)
@@ -270,15 +261,17 @@ def plan_tokens(inputs: FlopsInputs, layers: int) -> TokenPlan:
     if inputs.press in ("none", "vanilla"):
         return TokenPlan(visual, visual, visual, layers)
     if inputs.press == "fastv":
-        return TokenPlan(visual, visual, token_budget(visual, inputs.retention), inputs.layer)
+        return TokenPlan(
+            visual, visual, token_budget(visual, retention=inputs.retention), inputs.layer
+        )
     if inputs.budget_rounding == "per_frame":
-        outer = inputs.frames * token_budget(inputs.tokens_per_frame, inputs.retention)
+        outer = inputs.frames * token_budget(inputs.tokens_per_frame, retention=inputs.retention)
     else:
-        outer = token_budget(visual, inputs.retention)
+        outer = token_budget(visual, retention=inputs.retention)
     if inputs.inner_keep is None:
         return TokenPlan(visual, outer, outer, layers)
     first_short = inputs.layer + 1 if inputs.convention == "paper" else inputs.layer
-    return TokenPlan(visual, outer, token_budget(outer, inputs.inner_keep), first_short)
+    return TokenPlan(visual, outer, token_budget(outer, retention=inputs.inner_keep), first_short)
 
 
 def paper_prefill_layer(llm: LLMSpec, tokens: int) -> LayerFlops:
