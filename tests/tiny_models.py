@@ -65,8 +65,8 @@ def llava_onevision(attn: str = "sdpa", vision: str = "siglip", seed: int = 0):
     return LlavaOnevisionForConditionalGeneration(config).eval()
 
 
-def qwen2_5_vl(attn: str = "sdpa", seed: int = 0):
-    """A tiny Qwen2_5_VLForConditionalGeneration."""
+def qwen2_5_vl(attn: str = "sdpa", seed: int = 0, full_attention_blocks: tuple = (1,)):
+    """A tiny Qwen2_5_VLForConditionalGeneration (last ViT block full attention by default)."""
     config = Qwen2_5_VLConfig(
         vision_config=dict(
             depth=2,
@@ -78,7 +78,7 @@ def qwen2_5_vl(attn: str = "sdpa", seed: int = 0):
             spatial_merge_size=2,
             temporal_patch_size=2,
             window_size=16,
-            fullatt_block_indexes=[1],
+            fullatt_block_indexes=list(full_attention_blocks),
             tokens_per_second=2,
         ),
         text_config=dict(

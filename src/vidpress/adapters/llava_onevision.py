@@ -8,7 +8,8 @@ video. The prompt holds F x ceil(g/2)^2 + 1 ``<video>`` placeholders per video.
 Scores: the q/k outputs of the attention of the layer whose output feeds the projector are
 recorded by forward hooks (the tower keeps its SDPA/flash kernels); the CLS row when the tower has
 a CLS token (e.g. DINOv2), else the mean received attention (SigLIP); pooled to the token grid with
-the same bilinear interpolation as the features. The newline token is always kept.
+the same bilinear interpolation as the features (with several ``vision_feature_layer``s, the
+deepest one is scored). The newline token is always kept.
 """
 
 from __future__ import annotations

@@ -495,9 +495,9 @@ class Run:
         stats.importance = importances
         stats.kept_inner = [int(k.numel()) for k in keep_index]
         stats.rows_inner = gather_rows(stats.rows, index).masked_fill(index < 0, -1)
-        per_frame = [torch.zeros_like(torch.tensor(f)) for f in stats.kept_per_frame]
+        per_frame = [torch.zeros(len(f), dtype=torch.long) for f in stats.kept_per_frame]
         for frames, kept in zip(call.sample_frames, keep_index, strict=True):
-            for video, frame in frames[kept.cpu()].tolist():
+            for video, frame in frames[kept.to(frames.device)].tolist():
                 per_frame[video][frame] += 1
         stats.kept_per_frame_inner = [f.tolist() for f in per_frame]
         return short
