@@ -127,3 +127,19 @@ def test_clear_errors():
         with pytest.raises(RuntimeError, match="already attached"), vidpress.FastVPress()(model):
             pass
     torch.testing.assert_close(model(**inputs).logits, reference, rtol=0, atol=0)
+
+
+def test_manual_decoding_loop_with_the_returned_cache():
+    """model(...) then model(next token, past_key_values=...) continues the compressed prompt."""
+    model = tm.llava_onevision()
+    inputs = tm.ov_batch([tm.ov_prompt()])
+    with tm.tiny_press("unified")(model) as run:
+        tokens, _, _ = tm.greedy(model, inputs, steps=5)
+        out = model(**inputs)
+        manual = []
+        for _ in range(5):
+            nxt = out.logits[:, -1, : tm.SPECIAL].argmax(dim=-1, keepdim=True)
+            manual.append(nxt)
+            out = model(input_ids=nxt, past_key_values=out.past_key_values)
+    assert torch.equal(torch.cat(manual, dim=1), tokens)
+    assert len(run.stats) == 2

@@ -241,7 +241,10 @@ class Run:
         return (), kwargs
 
     def _after_forward(self, module, args, kwargs, output):
-        self._call = None
+        call, self._call = self._call, None
+        cache = getattr(output, "past_key_values", None)
+        if call is not None and call.prefill and call.cache is None and cache is not None:
+            self._sessions[cache] = call.session  # a cache the model created itself
 
     # ---------------------------------------------------------------- stage 1 (prefill)
     def _prefill(self, kwargs: dict, cache: DynamicCache | None) -> dict:
