@@ -48,7 +48,7 @@ from vidpress.functional.dpc_knn import dpc_knn_scores_batched
 from vidpress.functional.merging import blend_into_targets
 from vidpress.functional.result import CompressedTokens, finalize
 from vidpress.functional.segmentation import adjacent_similarity, dyseg_cuts, segment_ids
-from vidpress.functional.similarity import descending_rank, nearest, unit
+from vidpress.functional.similarity import descending_rank, row_chunks, unit
 
 
 def anchor_frames(segment: torch.Tensor, period: int) -> torch.Tensor:
@@ -148,11 +148,34 @@ def fastvid_compress(
     density = torch.where(is_salient, -torch.inf, rho * delta)
     is_target = descending_rank(density) < slots.to(device)[:, None]
     targets = torch.nonzero(is_target.flatten()).squeeze(1)  # grouped by frame
-    merged, best = dtm(flat, n, targets, ~is_salient, segment, slots, beta)
+    merged, best = dtm(flat, n, targets, ~is_salient, segment, anchor, slots, beta)
     has_target = best >= 0
     assignment[has_target] = kept.numel() + best[has_target]
     assignment[targets] = kept.numel() + torch.arange(targets.numel(), device=device)
     return finalize(torch.cat([flat[kept], merged]), torch.cat([kept, targets]), assignment, grid)
+
+
+def anchor_table(
+    segment: torch.Tensor, anchor: torch.Tensor, slots: torch.Tensor, targets: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each target sits: (table [S, A, K], anchor index of each target [G]).
+
+    table[s, a, k] is the id (into ``targets``) of the k-th target of the a-th anchor frame of
+    segment s (anchors in time order), -1 where there is none. segment, anchor, slots: [T]
+    (CPU); targets: [G] flat indices, grouped by frame.
+    """
+    device = targets.device
+    anchors, frames = anchor.long(), torch.bincount(segment)  # frames per segment
+    count = torch.zeros_like(frames).index_add_(0, segment, anchors)  # anchors per segment
+    before = torch.cumsum(anchors, 0) - anchors  # anchor frames before each frame
+    start = torch.cumsum(frames, 0) - frames  # first frame of each segment
+    index = (before - before[start[segment]]).to(device)  # index of an anchor in its segment
+    first = (torch.cumsum(slots, 0) - slots).to(device)  # id of each frame's first target
+    frame = targets // n
+    ids = torch.arange(targets.numel(), device=device)
+    table = torch.full((count.numel(), int(count.max()), int(slots.max())), -1, device=device)
+    table[segment.to(device)[frame], index[frame], ids - first[frame]] = ids
+    return table, index[frame]
 
 
 def dtm(
@@ -161,36 +184,42 @@ def dtm(
     targets: torch.Tensor,
     mergeable: torch.Tensor,
     segment: torch.Tensor,
+    anchor: torch.Tensor,
     slots: torch.Tensor,
     beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Density-based temporal merging, one anchor frame at a time.
+    """Density-based temporal merging of all segments at once.
 
     flat: [T*N, D]; targets: [G] flat indices, grouped by frame; mergeable: [T, N] the
-    non-salient tokens; segment, slots: [T] (CPU). Returns the blended targets [G, D] and, for
-    every input token, the target it is most similar to among those it joined ([T*N], -1: none).
+    non-salient tokens; segment, anchor, slots: [T] (CPU). For every anchor frame of its
+    segment, each mergeable token joins that frame's most cosine-similar target (a target joins
+    itself). Returns the blended targets [G, D] and, for every input token, the one target it
+    is most similar to among those it joined ([T*N], -1: none; ties: the earlier anchor).
     """
     device = flat.device
-    merged = flat[targets].clone()
+    table, target_anchor = anchor_table(segment, anchor, slots, targets, n)  # [S, A, K], [G]
+    members = torch.nonzero(mergeable.flatten()).squeeze(1)  # [M]
+    member_segment = segment.to(device)[members // n]
+    label = torch.empty(members.numel(), table.shape[1], dtype=torch.long, device=device)
+    similarity = torch.empty(label.shape, device=device)
+    target_unit = unit(flat[targets])  # [G, D]
+    width = max(targets.numel() + table[0].numel(), flat.shape[1])
+    for rows in row_chunks(members.numel(), width, device):
+        cols = table[member_segment[rows]]  # [r, A, K]
+        sims = (unit(flat[members[rows]]) @ target_unit.T).gather(1, cols.clamp(min=0).flatten(1))
+        sims = sims.view(cols.shape).masked_fill(cols < 0, -torch.inf)
+        slot = torch.argmax(sims, dim=2, keepdim=True)
+        similarity[rows] = sims.gather(2, slot).squeeze(2)
+        label[rows] = cols.gather(2, slot).squeeze(2)
+    own = torch.searchsorted(members, targets)
+    label[own, target_anchor] = torch.arange(targets.numel(), device=device)
+
+    member_tokens, merged = flat[members], flat[targets].clone()
+    for a in range(table.shape[1]):  # the a-th anchor frame of every segment at once
+        joined = label[:, a]
+        weight = dtm_weight(torch.bincount(joined[joined >= 0], minlength=targets.numel()), beta)
+        blended = blend_into_targets(flat[targets], member_tokens, joined, weight)
+        merged[target_anchor == a] = blended[target_anchor == a]
     best = torch.full((flat.shape[0],), -1, dtype=torch.long, device=device)
-    best_sim = torch.full((flat.shape[0],), -torch.inf, device=device)
-    target_id = torch.full_like(best, -1)
-    target_id[targets] = torch.arange(targets.numel(), device=device)
-    first_target = (torch.cumsum(slots, 0) - slots).tolist()
-    frame_ids = torch.arange(segment.numel())
-    for a in torch.nonzero(slots > 0).squeeze(1).tolist():
-        span = frame_ids[segment == segment[a]]
-        lo, hi = int(span[0]), int(span[-1]) + 1
-        members = lo * n + torch.nonzero(mergeable[lo:hi].flatten()).squeeze(1)
-        ids = first_target[a] + torch.arange(int(slots[a]), device=device)
-        anchors = flat[targets[ids]]
-        labels = nearest(flat[members], anchors, metric="cosine")
-        own = target_id[members] - first_target[a]
-        labels = torch.where((own >= 0) & (own < ids.numel()), own, labels)  # a target joins itself
-        weight = dtm_weight(torch.bincount(labels, minlength=ids.numel()), beta)
-        merged[ids] = blend_into_targets(anchors, flat[members], labels, weight)
-        sim = (unit(flat[members]) * unit(anchors)[labels]).sum(dim=1)
-        better = sim > best_sim[members]
-        best_sim[members[better]] = sim[better]
-        best[members[better]] = ids[labels[better]]
+    best[members] = label.gather(1, torch.argmax(similarity, dim=1, keepdim=True)).squeeze(1)
     return merged, best
