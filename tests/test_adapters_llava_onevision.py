@@ -143,3 +143,21 @@ def test_manual_decoding_loop_with_the_returned_cache():
             out = model(input_ids=nxt, past_key_values=out.past_key_values)
     assert torch.equal(torch.cat(manual, dim=1), tokens)
     assert len(run.stats) == 2
+
+
+@pytest.mark.parametrize("name", ["unified", "fastv"])
+def test_dinov2_and_llama_text_model(name):
+    """The testbed's combination (CLS vision tower, Llama decoder): cache and batch still agree."""
+    model = tm.llava_onevision(vision="dinov2", text="llama")
+    prompts = tm.family_prompts("llava_onevision")
+    batch = tm.ov_batch(prompts)
+    with tm.tiny_press(name)(model) as run:
+        tokens, logits, _ = tm.greedy(model, batch, steps=8)
+        with run.replay():
+            tokens_nc, logits_nc = tm.greedy_without_cache(model, batch, steps=8)
+        alone = [tm.greedy(model, tm.ov_batch([p]), steps=8) for p in prompts]
+    assert torch.equal(tokens, tokens_nc)
+    torch.testing.assert_close(logits, logits_nc, rtol=1e-5, atol=1e-5)
+    for i, (tokens_1, logits_1, _) in enumerate(alone):
+        assert torch.equal(tokens[i], tokens_1[0])
+        torch.testing.assert_close(logits[i], logits_1[0], rtol=1e-5, atol=1e-5)

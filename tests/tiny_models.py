@@ -35,8 +35,9 @@ QW_IMAGE, QW_VIDEO, QW_START, QW_END = 150, 151, 152, 153
 QW_PATCH = 4
 
 
-def llava_onevision(attn: str = "sdpa", vision: str = "siglip", seed: int = 0):
-    """A tiny LlavaOnevisionForConditionalGeneration (vision: "siglip" or "dinov2")."""
+def llava_onevision(attn: str = "sdpa", vision: str = "siglip", seed: int = 0, text: str = "qwen2"):
+    """A tiny LlavaOnevisionForConditionalGeneration (vision "siglip" or "dinov2", text "qwen2"
+    or "llama", the testbed's combination)."""
     if vision == "siglip":
         vision_config = dict(model_type="siglip_vision_model", num_hidden_layers=2)
         strategy = "full"
@@ -52,7 +53,7 @@ def llava_onevision(attn: str = "sdpa", vision: str = "siglip", seed: int = 0):
     )
     config = LlavaOnevisionConfig(
         vision_config=vision_config,
-        text_config=dict(model_type="qwen2", vocab_size=128, **TEXT),
+        text_config=dict(model_type=text, vocab_size=128, **TEXT),
         image_token_id=OV_IMAGE,
         video_token_id=OV_VIDEO,
         vision_feature_layer=-1,
