@@ -78,8 +78,8 @@ def test_rows_and_positions_of_the_compressed_prompt():
         for b, prompt in enumerate(prompts):
             pad = inputs["input_ids"].shape[1] - len(prompt["ids"])
             before = befores[b]
-            res = stats.outer[b]
-            flat = res.positions[:, 0] * 16 + res.positions[:, 1] * 4 + res.positions[:, 2]
+            kept = stats.kept_positions[b]
+            flat = kept[:, 0] * 16 + kept[:, 1] * 4 + kept[:, 2]
             video_rows = pad + before + flat
             text_after = torch.arange(pad + before + 64, inputs["input_ids"].shape[1])  # newline+
             expected = torch.cat([torch.arange(pad, pad + before), video_rows, text_after])

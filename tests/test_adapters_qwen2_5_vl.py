@@ -66,10 +66,10 @@ def test_kept_tokens_carry_their_original_mrope_coordinates():
         real = rows >= 0
         assert torch.equal(positions[:, b, real], stock[:, b, rows[real]])
         # explicitly: a kept (or merged) token sits at its (centre's) (t, h, w)
-        res = stats.outer[b]
+        kept = stats.kept_positions[b]
         start = n + 1  # text before + <|vision_start|>
-        t, h, w = res.positions.T
-        visual = positions[:, b, real][:, n + 1 : n + 1 + len(res)]
+        t, h, w = kept.T
+        visual = positions[:, b, real][:, n + 1 : n + 1 + len(kept)]
         assert torch.equal(visual, torch.stack([start + 2 * t, start + h, start + w]))
     # layers >= K: the rotary embedding of the kept rows' original coordinates
     inner_rows = stats.rows_inner

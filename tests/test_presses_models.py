@@ -122,7 +122,7 @@ def test_eager_and_sdpa_keep_the_same_tokens(name, family):
         stats = run.stats[-1]
         kept.append(
             (
-                [r.positions for r in stats.outer],
+                stats.kept_positions,
                 stats.inner_keep,
                 stats.rows,
                 stats.rows_inner,

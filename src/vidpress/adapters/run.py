@@ -51,7 +51,9 @@ class CallStats:
     kept_per_frame_inner: per video, [T] kept tokens per frame from layer K on (or None)
     outer_seconds:        scoring + stage-1 compression time (the vision tower itself excluded)
     inner_seconds:        in-LLM scoring + merging time
-    outer:                per video, the stage-1 result (positions, sizes, assignment, tokens)
+    kept_positions:       per video, [B_v, 3] (frame, row, col) of each kept token (a cluster:
+                          its centre), in sequence order
+    kept_sizes:           per video, [B_v] input tokens each kept token stands for
     inner_keep:           per sample, indices into its stage-1 visual tokens kept at layer K
     rows:                 [B, L'] original row of each row of the compressed prompt (-1: padding)
     rows_inner:           [B, L''] the same for layers >= K (or None)
@@ -62,7 +64,8 @@ class CallStats:
     kept_outer: list[int]
     kept_per_frame: list[list[int]]
     outer_seconds: float
-    outer: list[F.CompressedTokens] = field(repr=False)
+    kept_positions: list[torch.Tensor] = field(repr=False)
+    kept_sizes: list[torch.Tensor] = field(repr=False)
     rows: torch.Tensor = field(repr=False)
     positions: torch.Tensor = field(repr=False)
     kept_inner: list[int] | None = None
@@ -70,7 +73,14 @@ class CallStats:
     inner_seconds: float = 0.0
     inner_keep: list[torch.Tensor] | None = field(default=None, repr=False)
     rows_inner: torch.Tensor | None = field(default=None, repr=False)
-    importance: list[torch.Tensor | None] | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Plan:
+    """A prefill's compression decisions, for ``Run.replay``: stage-1 results and importances."""
+
+    outer: list[F.CompressedTokens]
+    importance: list[torch.Tensor | None] | None = None
 
 
 @dataclass
@@ -92,6 +102,7 @@ class _Call:
     cache: DynamicCache | None
     prefill: bool
     stats: CallStats | None = None
+    plan: _Plan | None = None
     tail: torch.Tensor | None = None  # decode: [B, steps + q] mask columns after the prompt
     visual: torch.Tensor | None = None  # prefill: [B, L'] bool, stage-1 visual tokens
     sizes: torch.Tensor | None = None  # prefill: [B, L'] tokens each row stands for
@@ -145,7 +156,8 @@ class Run:
         self._call: _Call | None = None
         self._handles: list = []
         self._state: dict | None = None
-        self._replay: CallStats | None = None
+        self._replay: _Plan | None = None
+        self._last_plan: _Plan | None = None
 
     # ---------------------------------------------------------------- attach / detach
     def __enter__(self) -> Run:
@@ -202,9 +214,9 @@ class Run:
         step be recomputed without a KV cache (prompt + generated tokens) and still see exactly the
         tokens the cached run kept (used to verify the cache bookkeeping).
         """
-        if not self.stats:
+        if self._last_plan is None:
             raise RuntimeError("replay() needs a compressed call first")
-        self._replay = self.stats[-1]
+        self._replay = self._last_plan
         try:
             yield self
         finally:
@@ -271,11 +283,15 @@ class Run:
         row_ids = torch.arange(index.shape[1], device=index.device)
         stats = self._stage1_stats(prompt, results, batch, timer.seconds, index, positions)
         self.stats.append(stats)
+        plan = _Plan(results)
+        if replay is None:
+            self._last_plan = plan
         self._call = _Call(
             session,
             cache,
             prefill=True,
             stats=stats,
+            plan=plan,
             visual=gather_rows(visual, index),
             sizes=gather_rows(sizes, index),
             span_end=torch.where(span, row_ids, -1).amax(dim=1),
@@ -289,7 +305,7 @@ class Run:
         )
         return kwargs
 
-    def _stage1(self, prompt: Prompt, replay: CallStats | None) -> list[F.CompressedTokens]:
+    def _stage1(self, prompt: Prompt, replay: _Plan | None) -> list[F.CompressedTokens]:
         if replay is None:
             return [self.press.compress_video(video) for video in prompt.videos]
         shapes = [tuple(v.tokens.shape[:2]) for v in prompt.videos]
@@ -341,7 +357,16 @@ class Run:
             res.kept_per_frame(v.tokens.shape[0]).tolist()
             for v, res in zip(prompt.videos, results, strict=True)
         ]
-        return CallStats(tokens_in, kept, per_frame, seconds, list(results), index, positions)
+        return CallStats(
+            tokens_in,
+            kept,
+            per_frame,
+            seconds,
+            [res.positions for res in results],
+            [res.sizes for res in results],
+            index,
+            positions,
+        )
 
     @staticmethod
     def _sample_frames(prompt, results, batch) -> list[torch.Tensor]:
@@ -495,7 +520,7 @@ class Run:
 
         stats.inner_seconds = timer.seconds
         stats.inner_keep = keep_index
-        stats.importance = importances
+        call.plan.importance = importances
         stats.kept_inner = [int(k.numel()) for k in keep_index]
         stats.rows_inner = gather_rows(stats.rows, index).masked_fill(index < 0, -1)
         per_frame = [torch.zeros(len(f), dtype=torch.long) for f in stats.kept_per_frame]
