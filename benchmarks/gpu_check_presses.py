@@ -338,7 +338,7 @@ def main() -> None:
             args_f.size = (
                 (56 if args.tiny else 384)
                 if family == "llava_onevision"
-                else (32 if args.tiny else 448)
+                else (112 if args.tiny else 448)
             )
         report["families"].append(check_family(family, args_f, device, dtype))
     text = json.dumps(report, indent=1)
