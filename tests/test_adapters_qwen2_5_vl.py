@@ -133,3 +133,29 @@ def test_images_are_refused():
     inputs = tm.qwen_batch([tm.qwen_prompt()])
     with vidpress.RandomPress()(model), pytest.raises(ValueError, match="video inputs only"):
         model(**inputs, pixel_values=torch.randn(16, 96), image_grid_thw=torch.tensor([[1, 4, 4]]))
+
+
+def test_two_videos_in_one_sample():
+    """Video blocks are found from the token ids, several per sample; M-RoPE and decoding hold."""
+    model = tm.qwen2_5_vl()
+    first, second, other = (tm.qwen_prompt(frames=f, seed=s) for f, s in [(4, 1), (2, 2), (4, 3)])
+    two = dict(first, ids=first["ids"] + second["ids"])
+    inputs = tm.qwen_batch([two, other])
+    inputs["pixel_values_videos"] = torch.cat(
+        [p["pixel_values_videos"] for p in (first, second, other)]
+    )
+    inputs["video_grid_thw"] = torch.tensor([p["grid"] for p in (first, second, other)])
+    stock = _stock_positions(model, inputs)
+    with tm.tiny_press("unified")(model) as run:
+        tokens, logits, _ = tm.greedy(model, inputs, steps=6)
+        stats = run.stats[0]
+        with run.replay():
+            tokens_nc, logits_nc = tm.greedy_without_cache(model, inputs, steps=6)
+    assert stats.tokens_in == [48, 32] and stats.kept_outer == [12, 8]
+    assert len(stats.kept_per_frame) == 3 and stats.kept_inner == [6, 4]
+    assert torch.equal(tokens, tokens_nc)
+    torch.testing.assert_close(logits, logits_nc, rtol=1e-5, atol=1e-5)
+    positions = stats.positions[-3:]
+    for b in range(2):
+        real = stats.rows[b] >= 0
+        assert torch.equal(positions[:, b, real], stock[:, b, stats.rows[b][real]])
