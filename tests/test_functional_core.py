@@ -233,13 +233,14 @@ def test_inner_compress_errors():
 
 @pytest.mark.parametrize("count", [1, 4, 7])
 def test_two_step_nearest_selection_equals_topk(count):
-    from vidpress.functional.dpc_knn import GROUP, _smallest
+    from vidpress.functional.dpc_knn import GROUP, _largest
 
     g = torch.Generator().manual_seed(count)
     d2 = torch.rand(6, 8 * count * GROUP + GROUP, generator=g)
     d2[0, :] = 0.5  # all tied
     d2[1, ::GROUP] = 0.0  # the smallest values spread over many groups
-    values, index = _smallest(d2, count)
+    values, index = _largest(-d2, count)
+    values = -values
     expected = torch.topk(d2, count, dim=1, largest=False, sorted=True).values
     assert torch.equal(values, expected)
     assert torch.equal(d2.gather(1, index), values)

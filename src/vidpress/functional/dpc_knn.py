@@ -43,8 +43,8 @@ def _nearest_neighbours(
 
     ``cols`` holds the M tokens then zero padding up to a multiple of ALIGN. Returns
     (d^2 [M, count], index [M, count]): the scaled squared distance ||x_i - x_j||^2 / D, sorted
-    ascending. Rows are ranked by ||x_j||^2 - 2 x_i.x_j (one fused matrix product in x's dtype;
-    ||x_i||^2 is the same for the whole row and is added to the chosen ``count`` only).
+    ascending. Rows are ranked by the closeness 2 x_i.x_j - ||x_j||^2 (one fused matrix product
+    in x's dtype; ||x_i||^2 is the same for the whole row and is added to the chosen ``count``).
     """
     x, dim = cols[:m], cols.shape[1]
     sq = squared_norms(x)
@@ -53,24 +53,24 @@ def _nearest_neighbours(
     d2_out = torch.empty((m, count), dtype=torch.float32, device=x.device)
     idx_out = torch.empty((m, count), dtype=torch.long, device=x.device)
     for rows in row_chunks(m, cols.shape[0], x.device):
-        partial = torch.addmm(cols_sq[None, :], x[rows], cols.T, alpha=-2.0)  # [r, M']
-        own = torch.arange(m, device=x.device)[rows]
-        partial[torch.arange(own.numel(), device=x.device), own] = math.inf
-        values, idx_out[rows] = _smallest(partial, count)
-        d2_out[rows] = (values.float() + sq[rows, None]).clamp_(min=0.0)
+        closeness = torch.addmm(cols_sq[None, :], x[rows], cols.T, beta=-1.0, alpha=2.0)
+        closeness.diagonal(offset=rows.start).fill_(-math.inf)  # a token is not its neighbour
+        values, idx_out[rows] = _largest(closeness, count)
+        d2_out[rows] = (sq[rows, None] - values.float()).clamp_(min=0.0)
     return d2_out.div_(dim), idx_out
 
 
-def _smallest(d2: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact ``topk(d2, count, largest=False, sorted=True)`` of ``d2: [r, M']`` (M' a multiple
-    of GROUP), through the ``count`` groups of columns with the smallest minima."""
-    r, width = d2.shape
+def _largest(closeness: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``topk(closeness, count, sorted=True)`` of ``closeness: [r, M']`` (M' a multiple
+    of GROUP), through the ``count`` groups of columns with the largest maxima."""
+    r, width = closeness.shape
     if width < 8 * count * GROUP:
-        return torch.topk(d2, count, dim=1, largest=False, sorted=True)
-    group_min = d2.view(r, width // GROUP, GROUP).amin(dim=2)
-    groups = torch.topk(group_min, count, dim=1, largest=False).indices  # [r, count]
-    columns = (groups[:, :, None] * GROUP + torch.arange(GROUP, device=d2.device)).view(r, -1)
-    values, pick = torch.topk(d2.gather(1, columns), count, dim=1, largest=False, sorted=True)
+        return torch.topk(closeness, count, dim=1, sorted=True)
+    group_max = closeness.view(r, width // GROUP, GROUP).amax(dim=2)
+    groups = torch.topk(group_max, count, dim=1).indices  # [r, count]
+    offsets = torch.arange(GROUP, device=closeness.device)
+    columns = (groups[:, :, None] * GROUP + offsets).view(r, -1)
+    values, pick = torch.topk(closeness.gather(1, columns), count, dim=1, sorted=True)
     return values, columns.gather(1, pick)
 
 
@@ -108,11 +108,11 @@ def _separation_of_peaks(
 ) -> torch.Tensor:
     """Scaled squared delta of the rows ``peaks`` by a full pass over all M tokens."""
     x, dim = cols[:m], cols.shape[1]
-    sq = squared_norms(x)
+    sq = squared_norms(cols)
     out = torch.empty(peaks.numel(), dtype=torch.float32, device=x.device)
     for rows in row_chunks(peaks.numel(), cols.shape[0], x.device):
         ids = peaks[rows]
-        d2 = squared_distances(x[ids], x, sq[ids], sq)
+        d2 = squared_distances(x[ids], cols, sq[ids], sq)[:, :m]  # aligned product, then cut
         denser = rank[None, :] < rank[ids][:, None]
         to_denser = torch.where(denser, d2, math.inf).amin(dim=1)
         out[rows] = torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1))

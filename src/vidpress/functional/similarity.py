@@ -48,9 +48,8 @@ def centred_padded(x: torch.Tensor) -> torch.Tensor:
 
 
 def squared_norms(x: torch.Tensor) -> torch.Tensor:
-    """[..., M] float32 squared L2 norms of the rows of ``x: [..., M, D]``."""
-    x32 = x.float()
-    return (x32 * x32).sum(-1)
+    """[..., M] float32 squared L2 norms of the rows of ``x: [..., M, D]`` (no float32 copy)."""
+    return torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32).square_()
 
 
 def descending_rank(values: torch.Tensor) -> torch.Tensor:
@@ -179,9 +178,13 @@ def cosine_gate(
 
 
 def _unit_rows(features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The ``rows`` of ``features`` at unit norm (in their dtype if half precision)."""
-    out = unit(features[rows])
-    return out.to(features.dtype) if features.dtype in (torch.float16, torch.bfloat16) else out
+    """The ``rows`` of ``features`` at unit norm; half precision stays half (the norms are
+    computed in float32 without a float32 copy of the rows)."""
+    picked = features[rows]
+    if features.dtype not in (torch.float16, torch.bfloat16):
+        return unit(picked)
+    norms = torch.linalg.vector_norm(picked, dim=-1, keepdim=True, dtype=torch.float32)
+    return picked / norms.clamp_(min=1e-12).to(picked.dtype)
 
 
 def _below_tau(
