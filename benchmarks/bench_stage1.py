@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -72,6 +73,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=None)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("this benchmark needs a CUDA GPU (run it through the device tool)")
@@ -83,7 +85,7 @@ def main(argv=None):
             rows.append(row)
             print(json.dumps(row), flush=True)
     report = {
-        "command": "python benchmarks/bench_stage1.py " + " ".join(argv or []),
+        "command": " ".join(["python benchmarks/bench_stage1.py", *argv]),
         "gpu": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "python": platform.python_version(),
