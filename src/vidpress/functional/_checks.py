@@ -35,17 +35,31 @@ def check_video_inputs(tokens: torch.Tensor, scores: torch.Tensor) -> None:
         )
 
 
-def check_unit_interval(name: str, value: float, *, closed_low: bool = False) -> float:
-    """Raise unless ``value`` lies in (0, 1] (or [0, 1] when ``closed_low``)."""
-    low_ok = value >= 0 if closed_low else value > 0
-    if not isinstance(value, (int, float)) or not (low_ok and value <= 1):
-        accepted = "[0, 1]" if closed_low else "(0, 1]"
+def check_ratio(name: str, value: float, *, zero_ok: bool = False) -> float:
+    """Raise unless ``value`` is a number in (0, 1] (or [0, 1] with ``zero_ok``)."""
+    accepted = "[0, 1]" if zero_ok else "(0, 1]"
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and (value >= 0 if zero_ok else value > 0) and value <= 1):
         raise ValueError(f"{name} must be in {accepted}, got {value!r}")
     return float(value)
 
 
-def check_positive_int(name: str, value: int, *, minimum: int = 1) -> int:
+def check_int(name: str, value: int, minimum: int = 1) -> int:
     """Raise unless ``value`` is an int >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_flag(name: str, value: bool) -> bool:
+    """Raise unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
     return value

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from vidpress.functional._checks import check_positive_int, check_unit_interval
+from vidpress.functional._checks import check_int, check_ratio
 
 
 def round_half_up(x: float) -> int:
@@ -24,7 +24,7 @@ def token_budget(total: int, retention: float | None = None, budget: int | None 
 
     Exactly one of ``retention`` (in (0, 1]) and ``budget`` (an int in [0, total]) is given.
     """
-    check_positive_int("total", total)
+    check_int("total", total)
     if (retention is None) == (budget is None):
         raise ValueError("give exactly one of retention (a ratio in (0, 1]) or budget (a count)")
     if budget is not None:
@@ -33,7 +33,7 @@ def token_budget(total: int, retention: float | None = None, budget: int | None 
                 f"budget must be an integer in [0, {total}] (the tokens), got {budget!r}"
             )
         return budget
-    retention = check_unit_interval("retention", retention)
+    retention = check_ratio("retention", retention)
     return min(total, max(1, round_half_up(retention * total)))
 
 
@@ -43,7 +43,7 @@ def split_budget(budget: int, ratio: float) -> tuple[int, int]:
     Used for the unified method's cluster ratio (METHOD.md stage 1 step 3): ``B_clu`` cluster
     slots and ``B_sel = B - B_clu`` selected slots. ``ratio`` may be 0.
     """
-    ratio = check_unit_interval("cluster_ratio", ratio, closed_low=True)
+    ratio = check_ratio("cluster_ratio", ratio, zero_ok=True)
     part = round_half_up(ratio * budget)
     return budget - part, part
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import torch
 
-from vidpress.functional._checks import check_positive_int, check_tensor, check_unit_interval
+from vidpress.functional._checks import check_int, check_ratio, check_tensor
 from vidpress.functional.budgets import spread_evenly
 from vidpress.functional.dpc_knn import dpc_knn_scores_batched
 from vidpress.functional.merging import blend_into_targets
@@ -113,12 +113,12 @@ def fastvid_compress(
     ``budget`` tokens.
     """
     frames, n, dim = tokens.shape
-    check_positive_int("segments", segments)
-    tau = check_unit_interval("tau", tau, closed_low=True)
-    context_ratio = check_unit_interval("context_ratio", context_ratio, closed_low=True)
-    check_positive_int("anchor_period", anchor_period)
-    beta = check_unit_interval("beta", beta, closed_low=True)
-    check_positive_int("k", k)
+    check_int("segments", segments)
+    tau = check_ratio("tau", tau, zero_ok=True)
+    context_ratio = check_ratio("context_ratio", context_ratio, zero_ok=True)
+    check_int("anchor_period", anchor_period)
+    beta = check_ratio("beta", beta, zero_ok=True)
+    check_int("k", k)
     if frame_features is None:
         frame_features = tokens.float().mean(dim=1)
     check_tensor("frame_features", frame_features, 2, "[T, Dg]")

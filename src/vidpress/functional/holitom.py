@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import torch
 
-from vidpress.functional._checks import check_positive_int, check_unit_interval
+from vidpress.functional._checks import check_int, check_ratio
 from vidpress.functional.budgets import apportion, token_budget
 from vidpress.functional.dpc_knn import dpc_knn_cluster
 from vidpress.functional.merging import blend_into_targets
@@ -133,9 +133,9 @@ def holitom_compress(
     frames, n, dim = tokens.shape
     if tau is None:
         tau = default_tau(budget, frames * n)
-    tau = check_unit_interval("tau", tau, closed_low=True)
-    beta = check_unit_interval("beta", beta, closed_low=True)
-    check_positive_int("k", k)
+    tau = check_ratio("tau", tau, zero_ok=True)
+    beta = check_ratio("beta", beta, zero_ok=True)
+    check_int("k", k)
     device = tokens.device
 
     similarity = adjacent_similarity(tokens)  # [T-1, N]

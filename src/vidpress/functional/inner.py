@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidpress.functional._checks import check_tensor, check_unit_interval
+from vidpress.functional._checks import check_ratio, check_tensor
 from vidpress.functional.merging import group_mean, sequential_pairwise_mean
 from vidpress.functional.similarity import nearest, unit
 
@@ -43,7 +43,7 @@ def text_aware_importance(
     check_tensor("text_attention", text_attention, 2, "[Q, V]")
     check_tensor("visual_hidden", visual_hidden, 2, "[V, D]")
     check_tensor("text_hidden", text_hidden, 2, "[Q, D]")
-    lam = check_unit_interval("lam", lam, closed_low=True)
+    lam = check_ratio("lam", lam, zero_ok=True)
     q, v = text_attention.shape
     if visual_hidden.shape[0] != v or text_hidden.shape[0] != q:
         raise ValueError(

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from vidpress.functional._checks import check_positive_int
+from vidpress.functional._checks import check_int
 from vidpress.functional.budgets import round_half_up, spread_evenly
 from vidpress.functional.merging import group_mean
 from vidpress.functional.result import CompressedTokens, finalize
@@ -108,7 +108,7 @@ def random_compress(
     The choice comes from a CPU ``torch.Generator`` seeded with ``seed``, so it is the same on
     every device.
     """
-    check_positive_int("seed", seed, minimum=0)
+    check_int("seed", seed, minimum=0)
     m = tokens.shape[0] * tokens.shape[1]
     generator = torch.Generator().manual_seed(seed)
     keep = torch.randperm(m, generator=generator)[:budget].to(tokens.device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from vidpress.functional._checks import check_positive_int, check_unit_interval
+from vidpress.functional._checks import check_int, check_ratio
 from vidpress.functional.budgets import split_budget
 from vidpress.functional.dpc_knn import dpc_knn_cluster
 from vidpress.functional.merging import group_mean
@@ -59,8 +59,8 @@ def unified_compress(
     If the gate runs out of candidates, the unfilled slots become cluster slots (or, with
     clustering off, go to the best-ranked rejected candidates), so the total is always B.
     """
-    tau = check_unit_interval("tau", tau)
-    check_positive_int("k", k)
+    tau = check_ratio("tau", tau)
+    check_int("k", k)
     _, n, dim = tokens.shape
     x = tokens.reshape(-1, dim)
     m = x.shape[0]

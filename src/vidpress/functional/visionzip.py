@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from vidpress.functional._checks import check_tensor, check_unit_interval
+from vidpress.functional._checks import check_ratio, check_tensor
 from vidpress.functional.budgets import spread_evenly
 from vidpress.functional.merging import group_mean
 from vidpress.functional.result import CompressedTokens, finalize
@@ -79,7 +79,7 @@ def visionzip_compress(
     ``tokens``). Returns exactly ``budget`` tokens.
     """
     frames, n, dim = tokens.shape
-    dominant_ratio = check_unit_interval("dominant_ratio", dominant_ratio, closed_low=True)
+    dominant_ratio = check_ratio("dominant_ratio", dominant_ratio, zero_ok=True)
     if keys is None:
         keys = tokens
     check_tensor("keys", keys, 3, "[T, N, Dk]")

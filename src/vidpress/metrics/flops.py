@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from vidpress.functional._checks import check_choice, check_int, check_ratio
 from vidpress.functional.budgets import round_half_up, token_budget
 from vidpress.metrics.model_specs import LLMSpec, ModelSpec, VisionSpec, get_spec
 
@@ -169,21 +170,6 @@ class FlopsBreakdown:
         return out
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_ratio(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"{name} must be a ratio in (0, 1], got {value!r}")
-
-
 def _check_press_args(inputs: FlopsInputs, llm_layers: int) -> None:
     """Which of retention / inner_keep / layer each press takes."""
     press = inputs.press
@@ -222,18 +208,18 @@ def resolve_inputs(
 
     Raises ``ValueError`` naming the argument and the accepted values.
     """
-    _check_choice("convention", convention, CONVENTIONS)
-    _check_choice("press", press, PRESS_NAMES)
-    _check_choice("budget_rounding", budget_rounding, BUDGET_ROUNDINGS)
-    _check_ratio("retention", retention)
+    check_choice("convention", convention, CONVENTIONS)
+    check_choice("press", press, PRESS_NAMES)
+    check_choice("budget_rounding", budget_rounding, BUDGET_ROUNDINGS)
+    check_ratio("retention", retention)
     if inner_keep is not None:
-        _check_ratio("inner_keep", inner_keep)
+        check_ratio("inner_keep", inner_keep)
     frames = spec.frames if frames is None else frames
     tokens_per_frame = spec.tokens_per_frame if tokens_per_frame is None else tokens_per_frame
-    _check_int("frames", frames, 1)
-    _check_int("tokens_per_frame", tokens_per_frame, 1)
-    _check_int("text_tokens", text_tokens, 0)
-    _check_int("decode_tokens", decode_tokens, 0)
+    check_int("frames", frames, 1)
+    check_int("tokens_per_frame", tokens_per_frame, 1)
+    check_int("text_tokens", text_tokens, 0)
+    check_int("decode_tokens", decode_tokens, 0)
     if press == "holitom" and inner_keep is None:
         inner_keep = HOLITOM_INNER_KEEP
     inputs = FlopsInputs(

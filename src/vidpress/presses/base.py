@@ -40,33 +40,6 @@ class InnerStage:
     lam: float = 0.5
 
 
-def check_ratio(name: str, value: float, *, zero_ok: bool = False) -> None:
-    """Raise unless ``value`` is a number in (0, 1] (or [0, 1] with ``zero_ok``)."""
-    low_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    low_ok = low_ok and (value >= 0 if zero_ok else value > 0)
-    if not (low_ok and value <= 1):
-        accepted = "[0, 1]" if zero_ok else "(0, 1]"
-        raise ValueError(f"{name} must be in {accepted}, got {value!r}")
-
-
-def check_int(name: str, value: int, minimum: int) -> None:
-    """Raise unless ``value`` is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def check_flag(name: str, value: bool) -> None:
-    """Raise unless ``value`` is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
 class BasePress:
     """Base class: subclasses are dataclasses with their hyper-parameters as fields.
 

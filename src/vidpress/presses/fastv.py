@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vidpress.presses.base import BasePress, InnerStage, check_int, check_ratio
+from vidpress.functional._checks import check_int, check_ratio
+from vidpress.presses.base import BasePress, InnerStage
 
 
 @dataclass

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vidpress.presses.base import POSITION_MODES, BasePress, check_choice, check_int, check_ratio
+from vidpress.functional._checks import check_choice, check_int, check_ratio
+from vidpress.presses.base import POSITION_MODES, BasePress
 
 
 @dataclass

@@ -18,16 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vidpress.presses.base import (
-    MERGE_CHOICES,
-    POSITION_MODES,
-    BasePress,
-    InnerStage,
-    check_choice,
-    check_flag,
-    check_int,
-    check_ratio,
-)
+from vidpress.functional._checks import check_choice, check_flag, check_int, check_ratio
+from vidpress.presses.base import MERGE_CHOICES, POSITION_MODES, BasePress, InnerStage
 
 
 @dataclass
