@@ -1,0 +1,948 @@
+"""Answer a question about a video file with a local Video-LLM checkpoint, with or without a press.
+
+Used by ``vidpress run``, ``vidpress demo``, ``vidpress viz`` and the lmms-eval plugin:
+
+- ``load_model(dir)``: a local transformers checkpoint of a supported family, chosen from its
+  ``config.json`` before any weight is read: ``testbed`` (the project's LLaVA-OneVision, a folder
+  written by ``build_testbed``), ``llava_onevision`` (``LlavaOnevisionForConditionalGeneration``,
+  also LLaVA-Video checkpoints converted to it) or ``qwen2_5_vl``.
+- ``prepare(loaded, video, question)``: decode the video with PyAV, sample and resize frames the
+  way the family's own processor does, build the chat prompt, return the model inputs.
+- ``generate(loaded, prepared, press)``: greedy answer, ``run.stats`` of the press, timings.
+
+Frame sampling and pixels (transformers 5.17's video processors, reproduced without torchvision,
+which has no build next to the project's torch). The settings are read from the checkpoint's
+``video_preprocessor_config.json`` (else ``preprocessor_config.json``), else the class defaults:
+
+- testbed: ``num_frames`` (default 32) frames uniformly over the file (``round(linspace(0, n-1))``),
+  shorter side scaled to the model resolution and centre-cropped (``testbed.video.decode_clip``,
+  what SynthVQA feeds it), then ``TestbedProcessor``.
+- llava_onevision: ``LlavaOnevisionVideoProcessor`` has ``do_sample_frames=False``: it uses the
+  frames it is given, and the reference pipelines (the model card, lmms-eval) give it
+  ``np.linspace(0, n-1, num_frames, dtype=int)`` (default 32 frames). With ``do_sample_frames`` set
+  in the config, ``BaseVideoProcessor.sample_frames``: ``arange(0, n, n / num_frames).int()``.
+  Then resize to ``size`` (384 x 384) with antialiased bicubic on float values, clamp, round to
+  uint8 (what torchvision does for uint8 tensors), rescale by 1/255, normalise.
+- qwen2_5_vl: ``Qwen2VLVideoProcessor.sample_frames``: ``num_frames`` rounded to the temporal patch
+  (2), or by default ``fps`` (2.0) frames per second of video, clamped to [min_frames, max_frames]
+  and floored to the temporal patch; indices ``arange(0, n, n / k).int()``. ``smart_resize`` to
+  multiples of patch x merge (28) within [min_pixels, max_pixels], same resize and normalisation,
+  then ``patchify`` into ``pixel_values_videos`` [t*h*w, 3*2*14*14] with ``video_grid_thw`` and
+  ``second_per_grid_ts = temporal_patch / sampled_fps``.
+
+Prompts: the checkpoint's chat template (the stock processor's when ``AutoProcessor`` loads, else
+the tokenizer's) renders one user turn (video, then the question); the single video placeholder is
+expanded as the stock processor does (OV: frames x ceil(g/2)^2 + 1; Qwen: t*h*w / merge^2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FAMILIES = ("testbed", "llava_onevision", "qwen2_5_vl")
+MODEL_CLASSES = {
+    "llava_onevision": "LlavaOnevisionForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+}
+SUPPORTED_TEXT = (
+    "LLaVA-OneVision (LlavaOnevisionForConditionalGeneration, model_type 'llava_onevision'; also "
+    "LLaVA-Video checkpoints converted to it, and the vidpress testbed) and Qwen2.5-VL "
+    "(Qwen2_5_VLForConditionalGeneration, model_type 'qwen2_5_vl')"
+)
+DEFAULT_FRAMES = {"testbed": 32, "llava_onevision": 32, "qwen2_5_vl": None}
+QWEN_DEFAULT_FPS = 2.0
+VIDEO_CONFIG_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+# transformers' OPENAI_CLIP_MEAN / STD (the video processors' class defaults)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes used by the processors' configs
+
+
+# ---------------------------------------------------------------------------- video files
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video file: frames (counted by demuxing: headers can be wrong), fps, size."""
+
+    path: Path
+    total_frames: int
+    fps: float | None
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float | None:
+        return self.total_frames / self.fps if self.fps else None
+
+
+def _check_video_path(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"video file not found: {path}")
+    return path
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def probe_video(path) -> VideoInfo:
+    """Frame count, fps and size of a video file; ValueError naming it if it cannot be read."""
+    import av
+
+    path = _check_video_path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            width, height = stream.codec_context.width, stream.codec_context.height
+            total = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    except ValueError as err:
+        raise ValueError(f"cannot decode video file {path}: {_one_line(err)}") from err
+    except Exception as err:  # PyAV raises many FFmpeg error types
+        raise ValueError(f"cannot decode video file {path}: {_one_line(err)}") from err
+    if total == 0 or not width or not height:
+        raise ValueError(f"cannot decode video file {path}: no video frames")
+    return VideoInfo(path, total, float(rate) if rate else None, width, height)
+
+
+def read_frames(path, indices) -> torch.Tensor:
+    """Decode the frames ``indices`` (increasing, unique) at native size: uint8 [T, 3, H, W]."""
+    import av
+
+    path = _check_video_path(path)
+    wanted = {int(i): n for n, i in enumerate(indices)}
+    frames: list[np.ndarray | None] = [None] * len(wanted)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    frames[wanted[i]] = frame.to_ndarray(format="rgb24")
+                if i >= max(wanted):
+                    break
+    except Exception as err:
+        raise ValueError(f"cannot decode video file {path}: {_one_line(err)}") from err
+    missing = [i for i, n in wanted.items() if frames[n] is None]
+    if missing:
+        raise ValueError(f"cannot decode video file {path}: frames {missing[:5]} missing")
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+def linspace_indices(total: int, num: int) -> list[int]:
+    """``np.linspace(0, total - 1, num, dtype=int)`` (LLaVA-OV's reference sampling)."""
+    return np.linspace(0, total - 1, num, dtype=int).tolist()
+
+
+def arange_indices(total: int, num: int) -> list[int]:
+    """transformers' ``sample_frames``: ``torch.arange(0, total, total / num).int()``."""
+    return torch.arange(0, total, total / num).int().tolist()
+
+
+def qwen_num_frames(info: VideoInfo, cfg: dict, num_frames: int | None, fps: float | None) -> int:
+    """``Qwen2VLVideoProcessor.sample_frames``'s frame count."""
+    temporal = int(cfg.get("temporal_patch_size", 2))
+    if num_frames is not None:
+        count = round(num_frames / temporal) * temporal
+    else:
+        fps = fps or cfg.get("fps") or QWEN_DEFAULT_FPS
+        min_frames = int(cfg.get("min_frames", 4))
+        max_frames = int(cfg.get("max_frames", 768))
+        max_frames = math.floor(min(max_frames, info.total_frames) / temporal) * temporal
+        count = info.total_frames / (info.fps or 24) * fps
+        count = min(max(count, min_frames), max_frames, info.total_frames)
+        count = math.floor(count / temporal) * temporal
+    if count < 1 or count > info.total_frames:
+        raise ValueError(
+            f"frames must be in [1, {info.total_frames}] for {info.path.name} (rounded to a "
+            f"multiple of {temporal} for Qwen2.5-VL), got {count}"
+        )
+    return count
+
+
+# ---------------------------------------------------------------------------- pixels
+
+
+def resize_frames(frames: torch.Tensor, height: int, width: int, mode: str = "bicubic"):
+    """uint8 [T, 3, H, W] -> uint8 [T, 3, height, width], as torchvision resizes uint8 tensors
+    (antialiased interpolation on float values, clamp to [0, 255], round)."""
+    if tuple(frames.shape[-2:]) == (height, width):
+        return frames
+    x = torch.nn.functional.interpolate(
+        frames.float(), size=(height, width), mode=mode, antialias=True, align_corners=False
+    )
+    return x.clamp_(0, 255).round_().to(torch.uint8)
+
+
+def normalize(frames: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """uint8 [..., 3, H, W] -> float32, rescaled and normalised with the config's mean/std."""
+    x = frames.float()
+    if cfg.get("do_rescale", True):
+        x = x * float(cfg.get("rescale_factor", 1 / 255))
+    if cfg.get("do_normalize", True):
+        mean = torch.tensor(cfg.get("image_mean", CLIP_MEAN), dtype=torch.float32)
+        std = torch.tensor(cfg.get("image_std", CLIP_STD), dtype=torch.float32)
+        x = (x - mean.view(3, 1, 1)) / std.view(3, 1, 1)
+    return x
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int):
+    """Qwen2-VL's ``smart_resize``: sides multiple of ``factor``, area in [min, max] pixels."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"video aspect ratio must be below 200, got {width}x{height}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def patchify(x: torch.Tensor, patch: int, merge: int, temporal: int):
+    """Qwen2-VL's ``patchify`` of one video [T, C, H, W] -> ([t*h*w, C*temporal*patch^2], t, h, w);
+    frames are padded with copies of the last to a multiple of ``temporal``."""
+    if pad := -x.shape[0] % temporal:
+        x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)])
+    frames, channels, height, width = x.shape
+    t, h, w = frames // temporal, height // patch, width // patch
+    p = x.view(t, temporal, channels, h // merge, merge, patch, w // merge, merge, patch)
+    p = p.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return p.reshape(t * h * w, channels * temporal * patch * patch), t, h, w
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def inspect_model_dir(model_dir) -> tuple[str, dict]:
+    """(family, raw config) of a local checkpoint folder, without loading weights.
+
+    Raises ValueError for a missing folder, a folder without config.json, or an unsupported model.
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ValueError(f"model directory not found: {path}")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"no config.json in {path}: not a transformers checkpoint folder")
+    try:
+        raw = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"cannot read {config_file}: {err}") from err
+    model_type = raw.get("model_type")
+    if model_type == "llava_onevision":
+        from vidpress.testbed.processor import PROCESSOR_FILE
+
+        return ("testbed" if (path / PROCESSOR_FILE).is_file() else "llava_onevision"), raw
+    if model_type == "qwen2_5_vl":
+        return "qwen2_5_vl", raw
+    arch = ", ".join(raw.get("architectures") or []) or "unknown architecture"
+    raise ValueError(
+        f"unsupported model in {path} (model_type {model_type!r}, {arch}); vidpress supports "
+        f"{SUPPORTED_TEXT}"
+    )
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in choices:
+        raise ValueError(f"dtype must be one of auto, {', '.join(choices)}, got {dtype!r}")
+    return choices[dtype]
+
+
+@dataclass
+class LoadedModel:
+    """A model, its family and what turns (video, question) into its inputs."""
+
+    model: Any
+    family: str
+    path: Path
+    tokenizer: Any
+    processor: Any = None  # TestbedProcessor (testbed) or the stock processor when it loads
+    video_config: dict = field(default_factory=dict)
+    chat_template: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+
+def read_video_config(path: Path) -> dict:
+    """The checkpoint's video processor settings (first file of ``VIDEO_CONFIG_FILES`` found)."""
+    for name in VIDEO_CONFIG_FILES:
+        if (path / name).is_file():
+            return json.loads((path / name).read_text())
+    return {}
+
+
+def _chat_template(path: Path, tokenizer) -> str | None:
+    if getattr(tokenizer, "chat_template", None):
+        return None  # the tokenizer renders it
+    if (path / "chat_template.jinja").is_file():
+        return (path / "chat_template.jinja").read_text()
+    if (path / "chat_template.json").is_file():
+        return json.loads((path / "chat_template.json").read_text()).get("chat_template")
+    return None
+
+
+def load_model(model_dir, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a supported local checkpoint (stock transformers classes) in eval mode."""
+    family, raw = inspect_model_dir(model_dir)
+    path = Path(model_dir)
+    device_ = resolve_device(device)
+    dtype_ = resolve_dtype(dtype, device_)
+    import transformers
+
+    cls = getattr(transformers, MODEL_CLASSES.get(family, MODEL_CLASSES["llava_onevision"]))
+    model = cls.from_pretrained(path, dtype=dtype_).to(device_).eval()
+    if family == "testbed":
+        from vidpress.testbed.processor import TestbedProcessor
+
+        processor = TestbedProcessor.from_pretrained(path)
+        return LoadedModel(model, family, path, processor.tokenizer, processor)
+    processor = None
+    try:  # the stock processor needs torchvision for its video part; use it when it loads
+        processor = transformers.AutoProcessor.from_pretrained(path)
+        tokenizer = processor.tokenizer
+    except Exception:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    template = None if processor is not None else _chat_template(path, tokenizer)
+    return LoadedModel(model, family, path, tokenizer, processor, read_video_config(path), template)
+
+
+# ---------------------------------------------------------------------------- prompts and inputs
+
+
+@dataclass
+class Prepared:
+    """Model inputs for one (video, question) and what the visualisations need.
+
+    frames:          uint8 [T', 3, H, W], one picture per LLM token frame, as the model sees it
+                     (Qwen2.5-VL: the first frame of each 2-frame temporal patch)
+    frame_indices:   frame numbers in the file, one per sampled frame
+    grid:            (rows, cols) of LLM tokens per token frame
+    visual_tokens:   T' x rows x cols
+    """
+
+    inputs: dict
+    info: VideoInfo
+    frames: torch.Tensor
+    frame_indices: list[int]
+    grid: tuple[int, int]
+    resolution: tuple[int, int]
+    question: str
+    prompt_tokens: int
+    decode_seconds: float = 0.0
+    preprocess_seconds: float = 0.0
+
+    @property
+    def visual_tokens(self) -> int:
+        return self.frames.shape[0] * self.grid[0] * self.grid[1]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_indices)
+
+
+def render_prompt(loaded: LoadedModel, question: str, video_token: str) -> str:
+    """The chat-formatted prompt text with one ``video_token``, ready for expansion."""
+    messages = [
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}
+    ]
+    renderer = loaded.processor if loaded.processor is not None else loaded.tokenizer
+    kwargs = {"chat_template": loaded.chat_template} if loaded.chat_template else {}
+    if loaded.processor is not None or getattr(loaded.tokenizer, "chat_template", None) or kwargs:
+        text = renderer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, **kwargs
+        )
+    else:
+        text = f"{video_token}\n{question}\n"
+    if text.count(video_token) != 1:
+        raise ValueError(
+            f"the chat template of {loaded.path} rendered {text.count(video_token)} video "
+            f"placeholders ({video_token!r}), expected 1"
+        )
+    return text
+
+
+def _tokenize(tokenizer, text: str) -> torch.Tensor:
+    return torch.tensor([tokenizer(text)["input_ids"]], dtype=torch.long)
+
+
+def _config_value(config, *names, default=None):
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def prepare(
+    loaded: LoadedModel,
+    video,
+    question: str,
+    *,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    max_pixels: int | None = None,
+) -> Prepared:
+    """Decode ``video``, sample and preprocess its frames, build the prompt; inputs on the device.
+
+    num_frames: frames to sample (default: the family's, see the module doc); fps: Qwen2.5-VL's
+    frames per second when ``num_frames`` is None; max_pixels: Qwen2.5-VL's per-frame pixel cap
+    (default: the checkpoint's).
+    """
+    if num_frames is not None and (isinstance(num_frames, bool) or num_frames < 1):
+        raise ValueError(f"frames must be an integer >= 1, got {num_frames!r}")
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty text")
+    start = time.perf_counter()
+    info = probe_video(video)
+    builder = {"testbed": _prepare_testbed, "llava_onevision": _prepare_ov}.get(
+        loaded.family, _prepare_qwen
+    )
+    prepared = builder(loaded, info, question, num_frames, fps, max_pixels)
+    dtype, device = loaded.dtype, loaded.device
+    prepared.inputs = {
+        k: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
+        if torch.is_tensor(v)
+        else v
+        for k, v in prepared.inputs.items()
+    }
+    prepared.preprocess_seconds = time.perf_counter() - start - prepared.decode_seconds
+    return prepared
+
+
+def _prepare_testbed(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
+    from vidpress.testbed.video import decode_clip
+
+    spec = loaded.processor.spec
+    count = num_frames or DEFAULT_FRAMES["testbed"]
+    t0 = time.perf_counter()
+    clip = decode_clip(info.path, size=spec.frames_px, max_frames=count)
+    decode_seconds = time.perf_counter() - t0
+    inputs = loaded.processor(clip.frames, question)
+    side = math.ceil(spec.grid / 2)
+    return Prepared(
+        inputs=inputs,
+        info=info,
+        frames=clip.frames,
+        frame_indices=list(clip.source_indices),
+        grid=(side, side),
+        resolution=(spec.frames_px, spec.frames_px),
+        question=question,
+        prompt_tokens=int(inputs["input_ids"].shape[1]),
+        decode_seconds=decode_seconds,
+    )
+
+
+def _prepare_ov(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
+    cfg, config = loaded.video_config, loaded.model.config
+    count = num_frames or cfg.get("num_frames") or DEFAULT_FRAMES["llava_onevision"]
+    count = min(count, info.total_frames)
+    if cfg.get("do_sample_frames"):
+        indices = arange_indices(info.total_frames, count)
+    else:
+        indices = linspace_indices(info.total_frames, count)
+    t0 = time.perf_counter()
+    frames = read_frames(info.path, indices)  # unique: count <= total frames
+    decode_seconds = time.perf_counter() - t0
+    size = cfg.get("size") or {"height": 384, "width": 384}
+    if "height" in size:
+        height, width = size["height"], size["width"]
+    else:
+        height = width = size.get("shortest_edge", 384)
+    mode = RESAMPLE.get(cfg.get("resample", 3), "bicubic")
+    if cfg.get("do_resize", True):
+        frames = resize_frames(frames, height, width, mode)
+    pixels = normalize(frames, cfg)[None]  # [1, T, 3, H, W]
+    vision = config.vision_config
+    patches = vision.image_size // vision.patch_size
+    side = math.ceil(patches / 2)
+    video_id = _config_value(config, "video_token_id", "video_token_index")
+    token = loaded.tokenizer.convert_ids_to_tokens(video_id)
+    text = render_prompt(loaded, question, token)
+    text = text.replace(token, token * (len(indices) * side * side + 1))
+    ids = _tokenize(loaded.tokenizer, text)
+    return Prepared(
+        inputs={
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values_videos": pixels,
+        },
+        info=info,
+        frames=frames,
+        frame_indices=indices,
+        grid=(side, side),
+        resolution=(height, width),
+        question=question,
+        prompt_tokens=int(ids.shape[1]),
+        decode_seconds=decode_seconds,
+    )
+
+
+def _prepare_qwen(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
+    cfg, config = loaded.video_config, loaded.model.config
+    patch = int(cfg.get("patch_size", 14))
+    merge = int(cfg.get("merge_size", 2))
+    temporal = int(cfg.get("temporal_patch_size", 2))
+    count = qwen_num_frames(info, cfg, num_frames, fps)
+    indices = arange_indices(info.total_frames, count)
+    t0 = time.perf_counter()
+    frames = read_frames(info.path, indices)
+    decode_seconds = time.perf_counter() - t0
+    size = cfg.get("size") or {}
+    min_pixels = cfg.get("min_pixels") or size.get("shortest_edge") or 128 * 28 * 28
+    max_pixels = max_pixels or cfg.get("max_pixels") or size.get("longest_edge") or 28 * 28 * 768
+    height, width = smart_resize(info.height, info.width, patch * merge, min_pixels, max_pixels)
+    frames = resize_frames(frames, height, width, RESAMPLE.get(cfg.get("resample", 3), "bicubic"))
+    flat, t, h, w = patchify(normalize(frames, cfg), patch, merge, temporal)
+    sampled_fps = len(indices) / info.total_frames * (info.fps or 24)
+    video_id = config.video_token_id
+    token = loaded.tokenizer.convert_ids_to_tokens(video_id)
+    text = render_prompt(loaded, question, token)
+    text = text.replace(token, token * (t * h * w // merge**2))
+    ids = _tokenize(loaded.tokenizer, text)
+    image_id = getattr(config, "image_token_id", None)
+    types = (ids == video_id).int() * 2 + ((ids == image_id).int() if image_id else 0)
+    return Prepared(
+        inputs={
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values_videos": flat,
+            "video_grid_thw": torch.tensor([[t, h, w]]),
+            "second_per_grid_ts": torch.tensor([temporal / sampled_fps]),
+            "mm_token_type_ids": types,
+        },
+        info=info,
+        frames=frames[::temporal],
+        frame_indices=indices,
+        grid=(h // merge, w // merge),
+        resolution=(height, width),
+        question=question,
+        prompt_tokens=int(ids.shape[1]),
+        decode_seconds=decode_seconds,
+    )
+
+
+# ---------------------------------------------------------------------------- presses
+
+
+def build_press(name: str | None, retention: float | None = None, params: dict | None = None):
+    """A press from its short name (``vidpress.PRESSES``), or None for "none".
+
+    ``retention`` sets the press's ``retention`` (FastV has none: it sets ``inner_keep``, the
+    paper's "100%/x%"); ``params`` any other field. Errors name the argument and what it accepts.
+    """
+    from vidpress.presses import PRESSES
+
+    params = dict(params or {})
+    if name in (None, "none"):
+        if retention not in (None, 1, 1.0) or params:
+            raise ValueError("press none takes no retention or parameters")
+        return None
+    if name not in PRESSES:
+        raise ValueError(f"press must be one of none, {', '.join(PRESSES)}, got {name!r}")
+    cls = PRESSES[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if retention is not None:
+        params["retention" if "retention" in fields else "inner_keep"] = retention
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(
+            f"press {name} has no parameter {unknown[0]!r}; its parameters: "
+            f"{', '.join(sorted(fields))}"
+        )
+    return cls(**params)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value); the value is read as JSON (numbers, booleans) or text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"press parameters are key=value, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+class _Clock:
+    """A generate() streamer: times the first new token and calls ``on_token(count)``."""
+
+    def __init__(self, on_token=None):
+        self.on_token = on_token
+        self.start = time.perf_counter()
+        self.first = None
+        self.count = 0
+        self._prompt_seen = False
+
+    def put(self, value):
+        if not self._prompt_seen:  # generate() first passes the prompt
+            self._prompt_seen = True
+            return
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.count += int(value.numel()) if torch.is_tensor(value) else 1
+        if self.on_token is not None:
+            self.on_token(self.count)
+
+    def end(self):
+        pass
+
+
+@dataclass
+class Answer:
+    """One generated answer: text, the press's stats for the call (None without a press), timings
+    in seconds (``prefill``: to the first new token; ``decode``: the rest)."""
+
+    text: str
+    new_tokens: int
+    stats: Any
+    timings: dict
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def generate(
+    loaded: LoadedModel,
+    prepared: Prepared,
+    press=None,
+    *,
+    max_new_tokens: int = 32,
+    on_token=None,
+) -> Answer:
+    """Greedy answer to ``prepared``; with ``press`` the call runs inside ``with press(model)``."""
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id
+    kwargs = dict(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=pad,
+    )
+    clock = _Clock(on_token)
+    device = loaded.device
+    stats = None
+    _sync(device)
+    clock.start = time.perf_counter()
+    with torch.inference_mode():
+        if press is None:
+            out = model.generate(**prepared.inputs, streamer=clock, **kwargs)
+        else:
+            with press(model) as run:
+                out = model.generate(**prepared.inputs, streamer=clock, **kwargs)
+            stats = run.stats[0]
+    _sync(device)
+    end = time.perf_counter()
+    new = out[0, prepared.inputs["input_ids"].shape[1] :]
+    text = tokenizer.decode(
+        new, skip_special_tokens=True, clean_up_tokenization_spaces=False
+    ).strip()
+    first = clock.first or end
+    timings = {
+        "prefill": first - clock.start,
+        "decode": end - first,
+        "generate": end - clock.start,
+        "decode_tokens_per_s": (len(new) - 1) / (end - first)
+        if len(new) > 1 and end > first
+        else None,
+    }
+    if stats is not None:
+        timings["compression_outer"] = stats.outer_seconds
+        timings["compression_inner"] = stats.inner_seconds
+    return Answer(text, int(len(new)), stats, timings)
+
+
+def stats_dict(stats, sample: int = 0) -> dict | None:
+    """JSON-ready ``run.stats`` entry of one sample (one video)."""
+    if stats is None:
+        return None
+    out = {
+        "tokens_in": stats.tokens_in[sample],
+        "kept_outer": stats.kept_outer[sample],
+        "kept_inner": None if stats.kept_inner is None else stats.kept_inner[sample],
+        "kept_per_frame": stats.kept_per_frame[sample],
+        "kept_per_frame_inner": (
+            None if stats.kept_per_frame_inner is None else stats.kept_per_frame_inner[sample]
+        ),
+        "outer_seconds": stats.outer_seconds,
+        "inner_seconds": stats.inner_seconds,
+        "kept_positions": stats.kept_positions[sample].tolist(),
+        "kept_sizes": stats.kept_sizes[sample].tolist(),
+    }
+    return out
+
+
+# ---------------------------------------------------------------------------- FLOPs
+
+
+def flops_spec(loaded: LoadedModel, prepared: Prepared):
+    """The analytic FLOPs ``ModelSpec`` of the loaded model, at the frames it was given."""
+    from vidpress.metrics.model_specs import (
+        LLMSpec,
+        ModelSpec,
+        VisionSpec,
+        _llava_projector,
+        spec_from_config,
+    )
+
+    config = loaded.model.config
+    if loaded.family == "testbed":  # DINOv2 vision tower: spec_from_config reads CLIP/SigLIP only
+        v, t = config.vision_config, config.text_config
+        vision = VisionSpec(
+            layers=v.num_hidden_layers,
+            hidden=v.hidden_size,
+            heads=v.num_attention_heads,
+            mlp=int(v.hidden_size * v.mlp_ratio),
+            patch_size=v.patch_size,
+            image_size=v.image_size,
+            class_token=True,
+        )
+        llm = LLMSpec(
+            layers=t.num_hidden_layers,
+            hidden=t.hidden_size,
+            heads=t.num_attention_heads,
+            kv_heads=t.num_key_value_heads,
+            head_dim=getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads,
+            mlp=t.intermediate_size,
+            vocab=t.vocab_size,
+        )
+        spec = ModelSpec(
+            name=f"testbed ({loaded.path})",
+            llm=llm,
+            vision=vision,
+            projector=_llava_projector(vision.hidden, llm.hidden),
+            frames=prepared.num_frames,
+            tokens_per_frame=prepared.grid[0] * prepared.grid[1],
+        )
+    else:
+        spec = spec_from_config(config)
+    tokens_per_frame = prepared.visual_tokens // prepared.num_frames
+    return dataclasses.replace(spec, frames=prepared.num_frames, tokens_per_frame=tokens_per_frame)
+
+
+def press_flops_args(press) -> dict:
+    """count_flops' press arguments for a vidpress press (or None)."""
+    if press is None:
+        return {"press": "none"}
+    from vidpress.provenance import press_record
+
+    name = press_record(press)["name"]
+    inner = press.inner_stage()
+    if name == "fastv":
+        return {"press": "fastv", "retention": press.inner_keep, "layer": press.inner_layer}
+    args = {"press": name, "retention": press.retention}
+    if inner is not None and name in ("unified", "holitom"):
+        args.update(inner_keep=inner.keep, layer=inner.layer)
+    return args
+
+
+def flops(loaded: LoadedModel, prepared: Prepared, press, decode_tokens: int) -> dict:
+    """{"paper": tflops, "exact": tflops} of this call (FLOPs of ``vidpress flops``)."""
+    from vidpress.metrics.flops import count_flops
+
+    spec = flops_spec(loaded, prepared)
+    text_tokens = prepared.prompt_tokens - prepared.visual_tokens
+    out = {}
+    for convention in ("paper", "exact"):
+        result = count_flops(
+            spec,
+            convention=convention,
+            text_tokens=max(text_tokens, 0),
+            decode_tokens=decode_tokens,
+            **press_flops_args(press),
+        )
+        out[convention] = {"tflops": result.tflops, "llm_visual_tokens": result.tokens.outer_tokens}
+    return out
+
+
+# ---------------------------------------------------------------------------- vidpress run
+
+
+def press_from_args(args) -> Any:
+    """The press of ``--press/--retention/--param`` (None for "none")."""
+    params = dict(parse_param(p) for p in getattr(args, "param", []) or [])
+    return build_press(args.press, args.retention, params)
+
+
+def format_press(press) -> str:
+    if press is None:
+        return "none (uncompressed)"
+    from vidpress.provenance import press_record
+
+    record = press_record(press)
+    params = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+    return f"{record['name']} ({params})"
+
+
+def format_tokens(stats, visual_tokens: int) -> str:
+    if stats is None:
+        return f"{visual_tokens} visual tokens, all kept"
+    d = stats_dict(stats)
+    text = f"{d['tokens_in']} visual tokens -> {d['kept_outer']} enter the LLM"
+    if d["kept_inner"] is not None:
+        text += f" -> {d['kept_inner']} from the inner layer on"
+    return text
+
+
+def format_timings(t: dict, prepared: Prepared | None = None) -> str:
+    parts = []
+    if prepared is not None:
+        parts.append(f"video decode {prepared.decode_seconds:.2f} s")
+        parts.append(f"preprocess {prepared.preprocess_seconds:.2f} s")
+    prefill = f"prefill {t['prefill']:.2f} s"
+    if "compression_outer" in t:
+        prefill += (
+            f" (compression {t['compression_outer'] * 1e3:.1f} ms outer + "
+            f"{t['compression_inner'] * 1e3:.1f} ms inner)"
+        )
+    parts.append(prefill)
+    rate = t.get("decode_tokens_per_s")
+    parts.append(f"decode {t['decode']:.2f} s" + (f" ({rate:.1f} tok/s)" if rate else ""))
+    return ", ".join(parts)
+
+
+def run_record(loaded, prepared, press, answer, flops_: dict) -> dict:
+    """The JSON of one ``vidpress run`` (with its provenance)."""
+    from vidpress.provenance import press_record, provenance
+
+    info = prepared.info
+    return {
+        "model": {"path": str(loaded.path), "family": loaded.family},
+        "video": {
+            "path": str(info.path),
+            "total_frames": info.total_frames,
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "frame_indices": prepared.frame_indices,
+            "resolution": list(prepared.resolution),
+            "grid": list(prepared.grid),
+            "visual_tokens": prepared.visual_tokens,
+        },
+        "question": prepared.question,
+        "press": press_record(press),
+        "answer": answer.text,
+        "new_tokens": answer.new_tokens,
+        "stats": stats_dict(answer.stats),
+        "flops": flops_,
+        "timings": {
+            "video_decode": prepared.decode_seconds,
+            "preprocess": prepared.preprocess_seconds,
+            **answer.timings,
+        },
+        "provenance": provenance(
+            press=press,
+            frames=prepared.num_frames,
+            resolution=list(prepared.resolution),
+            model=str(loaded.path),
+            device=loaded.device,
+        ),
+    }
+
+
+def run_command(args) -> int:
+    """``vidpress run``."""
+    import sys
+
+    press = press_from_args(args)  # bad press arguments fail before anything is loaded
+    inspect_model_dir(args.model)
+    probe_video(args.video)
+    progress = None if args.json or not sys.stderr.isatty() else sys.stderr
+    if progress:
+        print(f"loading {args.model} ...", file=progress, flush=True)
+    loaded = load_model(args.model, args.device, args.dtype)
+    prepared = prepare(loaded, args.video, args.question, num_frames=args.frames, fps=args.fps)
+
+    def on_token(count: int) -> None:
+        print(f"\rgenerating: {count}/{args.max_new_tokens} tokens", end="", file=progress)
+
+    if progress:
+        print(f"answering ({prepared.visual_tokens} visual tokens) ...", file=progress)
+    answer = generate(
+        loaded,
+        prepared,
+        press,
+        max_new_tokens=args.max_new_tokens,
+        on_token=on_token if progress else None,
+    )
+    if progress:
+        print(file=progress)
+    flops_ = flops(loaded, prepared, press, answer.new_tokens)
+    if args.json:
+        print(json.dumps(run_record(loaded, prepared, press, answer, flops_), indent=1))
+        return 0
+    info = prepared.info
+    fps_text = f" at {info.fps:g} fps" if info.fps else ""
+    lines = [
+        f"model      {loaded.path} ({loaded.family})",
+        f"video      {info.path.name}: {info.total_frames} frames{fps_text}, "
+        f"{info.width}x{info.height}; {prepared.num_frames} sampled, "
+        f"{prepared.resolution[1]}x{prepared.resolution[0]} px",
+        f"press      {format_press(press)}",
+        f"question   {prepared.question}",
+        f"answer     {answer.text}",
+        f"tokens     {format_tokens(answer.stats, prepared.visual_tokens)}",
+    ]
+    if answer.stats is not None:
+        per_frame = stats_dict(answer.stats)["kept_per_frame"]
+        lines.append(f"per frame  {' '.join(map(str, per_frame))}")
+    lines.append(
+        f"FLOPs      {flops_['paper']['tflops']:.4g} TFLOPs (paper convention: LLM, visual "
+        f"tokens), {flops_['exact']['tflops']:.4g} TFLOPs (exact: whole model)"
+    )
+    lines.append(f"timings    {format_timings(answer.timings, prepared)}")
+    print("\n".join(lines))
+    return 0
