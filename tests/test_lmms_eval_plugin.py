@@ -4,8 +4,7 @@ End to end: a local lmms-eval task built from SynthVQA items (lossless videos + 
 run with ``python -m lmms_eval --model vidpress_llava_onevision`` on the testbed model; its
 accuracy and per-item predictions equal ``vidpress eval``'s scoring (``evaluate_items``) on the
 same items, with and without the unified press. The plugin is found through lmms-eval's entry
-points (group ``lmms_eval.models``): vidpress's own when the installed metadata has it, else a
-test-only distribution folder that declares the same entry point.
+points (group ``lmms_eval.models``), declared in vidpress's pyproject.toml.
 """
 
 from __future__ import annotations
@@ -21,20 +20,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-pytest.importorskip("lmms_eval", reason="lmms-eval is an optional integration")
+from vidpress.integrations import lmms_eval as plugin
 
-from vidpress.integrations import lmms_eval as plugin  # noqa: E402
-
-ENTRY_POINT = "vidpress = vidpress.integrations.lmms_eval:manifests"
 FRAMES, SIZE, ITEMS = 8, 112, 7
 PRESS_ARGS = "press=unified,retention=0.1,inner_keep=0.5"
 
 
-def _registered() -> bool:
-    return any(
-        ep.value.startswith("vidpress.integrations.lmms_eval")
-        for ep in metadata.entry_points(group="lmms_eval.models")
-    )
+def test_the_plugin_is_registered_through_lmms_evals_entry_points():
+    points = metadata.entry_points(group="lmms_eval.models")
+    assert [ep.value for ep in points if ep.name == "vidpress"] == [
+        "vidpress.integrations.lmms_eval:manifests"
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +57,7 @@ def task_dir(tmp_path_factory, suite) -> Path:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
-    """Subprocess environment: offline, private caches, the entry point registered."""
+    """Subprocess environment: offline, private caches."""
     root = tmp_path_factory.mktemp("env")
     env = dict(os.environ)
     env.update(
@@ -72,16 +68,6 @@ def env(tmp_path_factory) -> dict:
         TOKENIZERS_PARALLELISM="false",
         WANDB_MODE="disabled",
     )
-    if not _registered():
-        info = root / "site" / "vidpress_lmms_eval_plugin-0.0.dist-info"
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: vidpress-lmms-eval-plugin\nVersion: 0.0\n"
-        )
-        (info / "entry_points.txt").write_text(f"[lmms_eval.models]\n{ENTRY_POINT}\n")
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(root / "site"), env.get("PYTHONPATH")])
-        )
     return env
 
 
