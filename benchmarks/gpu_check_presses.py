@@ -22,148 +22,9 @@ import time
 
 import torch
 import transformers
-from transformers import (
-    LlavaOnevisionConfig,
-    LlavaOnevisionForConditionalGeneration,
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-)
 
 import vidpress
-
-QWEN2_7B = dict(
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_hidden_layers=28,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    rms_norm_eps=1e-6,
-    max_position_embeddings=32768,
-)
-TINY_TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=20,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-)
-
-
-def llava_onevision(tiny: bool):
-    """LLaVA-OV-7B: SigLIP-so400m (26 layers, 384 px, 14 px patches) + Qwen2-7B."""
-    vision = dict(
-        model_type="siglip_vision_model",
-        hidden_size=1152,
-        intermediate_size=4304,
-        num_hidden_layers=26,
-        num_attention_heads=16,
-        image_size=384,
-        patch_size=14,
-        vision_use_head=False,
-    )
-    text = dict(model_type="qwen2", vocab_size=152128, rope_theta=1e6, **QWEN2_7B)
-    if tiny:
-        vision.update(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
-        )
-        vision.update(image_size=56, patch_size=4)
-        text = dict(model_type="qwen2", vocab_size=152128, **TINY_TEXT)
-    config = LlavaOnevisionConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=151646,
-        video_token_id=151647,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-    )
-    return LlavaOnevisionForConditionalGeneration, config
-
-
-def qwen2_5_vl(tiny: bool):
-    """Qwen2.5-VL-7B: 32-block ViT (window attention, full at 7/15/23/31) + 28-layer LLM."""
-    vision = dict(
-        depth=32,
-        hidden_size=1280,
-        intermediate_size=3420,
-        num_heads=16,
-        out_hidden_size=3584,
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31],
-        tokens_per_second=2,
-    )
-    rope = {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}
-    text = dict(vocab_size=152064, rope_parameters=rope, **QWEN2_7B)
-    if tiny:
-        vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2)
-        vision.update(out_hidden_size=64, fullatt_block_indexes=[1])
-        rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6}
-        text = dict(vocab_size=152064, rope_parameters=rope, **TINY_TEXT)
-    config = Qwen2_5_VLConfig(
-        vision_config=vision,
-        text_config=dict(bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, **text),
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        vision_end_token_id=151653,
-    )
-    return Qwen2_5_VLForConditionalGeneration, config
-
-
-def build(family: str, tiny: bool, device: str, dtype: torch.dtype):
-    cls, config = (llava_onevision if family == "llava_onevision" else qwen2_5_vl)(tiny)
-    config._attn_implementation = "sdpa"
-    for sub in (config.text_config, config.vision_config):
-        sub._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = cls(config)
-    finally:
-        torch.set_default_dtype(previous)
-    return model.eval()
-
-
-def prompts(family: str, model, frames: int, size: int, texts: list[tuple[int, int]], device):
-    """A left-padded batch: one video per sample, text of (before, after) random tokens."""
-    g = torch.Generator().manual_seed(0)
-    cfg = model.config
-    dtype = model.dtype
-    rows, pixels, grids = [], [], []
-
-    def text(n: int) -> list[int]:
-        return torch.randint(1000, 100000, (n,), generator=g).tolist()
-
-    for before, after in texts:
-        if family == "llava_onevision":
-            side = -(-(cfg.vision_config.image_size // cfg.vision_config.patch_size) // 2)
-            video = [cfg.video_token_id] * (frames * side * side + 1)
-            pixels.append(torch.randn(1, frames, 3, size, size, generator=g))
-        else:
-            patch = cfg.vision_config.patch_size
-            t, h = frames // 2, size // patch
-            video = [cfg.vision_start_token_id] + [cfg.video_token_id] * (t * h * h // 4)
-            video.append(cfg.vision_end_token_id)
-            pixels.append(torch.randn(t * h * h, 3 * 2 * patch * patch, generator=g))
-            grids.append([t, h, h])
-        rows.append(text(before) + video + text(after))
-    width = max(map(len, rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.tensor(r)
-        mask[i, width - len(r) :] = 1
-    inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values_videos": torch.cat(pixels)}
-    if family != "llava_onevision":
-        inputs["video_grid_thw"] = torch.tensor(grids)
-        inputs["mm_token_type_ids"] = (ids == cfg.video_token_id).int() * 2
-    return {
-        k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()
-    }
+from vidpress.metrics.architectures import build, frame_size, prompts
 
 
 def sync(device: str) -> None:
@@ -335,11 +196,7 @@ def main() -> None:
     for family in families:
         args_f = argparse.Namespace(**vars(args))
         if args_f.size is None:
-            args_f.size = (
-                (56 if args.tiny else 384)
-                if family == "llava_onevision"
-                else (112 if args.tiny else 448)
-            )
+            args_f.size = frame_size(family, args.tiny)
         report["families"].append(check_family(family, args_f, device, dtype))
     text = json.dumps(report, indent=1)
     if args.out:
