@@ -101,12 +101,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
                 k_proj.register_forward_hook(lambda m, a, out: captured.__setitem__("k", out)),
             ]
         try:
-            features = base.get_video_features(
-                pixels,
-                vision_feature_layer=feature_layer,
-                vision_feature_select_strategy=strategy,
-                return_dict=True,
-            ).pooler_output  # [V, F * n, D]
+            features = self._video_features(pixels, feature_layer, strategy)  # [V, F * n, D]
         finally:
             for handle in handles:
                 handle.remove()
@@ -134,6 +129,34 @@ class LlavaOnevisionAdapter(VideoAdapter):
             with timer:
                 self._add_scores(videos, captured, side, strategy, need)
         return Prompt(embeds, videos, span, self._positions(kwargs, mask))
+
+    def _video_features(
+        self, pixels: torch.Tensor, feature_layer: int | list[int], strategy: str
+    ) -> torch.Tensor:
+        """The stock ``get_video_features`` ([V, F, C, H, W] -> [V, F * n, D]), same values.
+
+        One difference, in speed only: the 2 x 2 bilinear pooling reads the projected features
+        in channels-last memory (``_pool``). The stock ``apply_pooling`` makes them contiguous
+        channels-first, and PyTorch's channels-first bilinear CUDA kernel parallelises over
+        output pixels only: 45 ms for 32 frames of 3584 x 27 x 27 on an H100 (0.4 s for 256
+        frames), against well under a millisecond for the channels-last kernel (same formula,
+        bitwise the same result).
+        """
+        base = self.model.model
+        videos, frames = pixels.shape[:2]
+        out = base.vision_tower(pixels.flatten(0, 1), output_hidden_states=True, return_dict=True)
+        if isinstance(feature_layer, int):
+            selected = out.hidden_states[feature_layer]
+        else:
+            selected = torch.cat([out.hidden_states[i] for i in feature_layer], dim=-1)
+        if strategy == "default":
+            selected = selected[:, 1:]
+        features = base.multi_modal_projector(selected)
+        side = (
+            self.model.config.vision_config.image_size // self.model.config.vision_config.patch_size
+        )
+        features = _pool(features, side)  # [V*F, n, D]
+        return features.reshape(videos, frames * features.shape[1], -1)
 
     def _add_scores(
         self, videos: list[VideoInput], captured: dict, side: int, strategy: str, need: set[str]

@@ -50,6 +50,7 @@ class CallStats:
     kept_per_frame:       per video, [T] kept tokens per frame after stage 1
     kept_per_frame_inner: per video, [T] kept tokens per frame from layer K on (or None)
     outer_seconds:        scoring + stage-1 compression time (the vision tower itself excluded)
+    score_seconds:        the vision-score part of ``outer_seconds``
     inner_seconds:        in-LLM scoring + merging time
     kept_positions:       per video, [B_v, 3] (frame, row, col) of each kept token (a cluster:
                           its centre), in sequence order
@@ -71,6 +72,7 @@ class CallStats:
     kept_inner: list[int] | None = None
     kept_per_frame_inner: list[list[int]] | None = None
     inner_seconds: float = 0.0
+    score_seconds: float = 0.0
     inner_keep: list[torch.Tensor] | None = field(default=None, repr=False)
     rows_inner: torch.Tensor | None = field(default=None, repr=False)
 
@@ -267,9 +269,9 @@ class Run:
             raise ValueError("vidpress needs a 2-D attention_mask [batch, sequence] (or none)")
         mask = torch.ones_like(input_ids) if given_mask is None else given_mask.long()
         replay = self._replay
-        timer = Timer(input_ids.device)
+        timer, score_timer = Timer(input_ids.device), Timer(input_ids.device)
         need = set() if replay is not None else set(self.press.needs)
-        prompt = self.adapter.prepare(kwargs, mask, need, timer)
+        prompt = self.adapter.prepare(kwargs, mask, need, score_timer)
         with timer:
             results = self._stage1(prompt, replay)
             keep, visual, sizes = self._place(prompt, results, mask)
@@ -281,7 +283,9 @@ class Run:
         session = _Session(length, mask, outer_mask, rope_delta)
         span = gather_rows(prompt.span, index)
         row_ids = torch.arange(index.shape[1], device=index.device)
-        stats = self._stage1_stats(prompt, results, batch, timer.seconds, index, positions)
+        seconds = score_timer.seconds + timer.seconds
+        stats = self._stage1_stats(prompt, results, batch, seconds, index, positions)
+        stats.score_seconds = score_timer.seconds
         self.stats.append(stats)
         plan = _Plan(results)
         if replay is None:

@@ -28,9 +28,74 @@ def cls_attention(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def received_attention(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Eq. 1 without a CLS token: the attention each token receives, mean over queries and heads.
 
-    q, k: [F, H, L, d] -> [F, L]. Frames are processed in chunks so that the [F, H, L, L]
-    attention tensor is never materialised whole.
+    q, k: [F, H, L, d] -> [F, L] float32. Half-precision inputs on a GPU take two flash
+    attention passes (``_received_attention_flash``: no [L, L] map in memory at all); otherwise
+    frames are processed in chunks so that the [F, H, L, L] attention tensor is never
+    materialised whole.
     """
+    if _flash_usable(q, k):
+        try:
+            return _received_attention_flash(q, k)
+        except RuntimeError:  # a build without the flash kernel for these inputs
+            _FLASH["ok"] = False
+    return _received_attention_chunked(q, k)
+
+
+# Elements of the padded [f, H, L, d'] copies per chunk of frames on the flash path.
+FLASH_CHUNK_ELEMENTS = 1 << 26
+_FLASH = {"ok": True}
+
+
+def _flash_usable(q: torch.Tensor, k: torch.Tensor) -> bool:
+    return (
+        _FLASH["ok"]
+        and q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and k.dtype == q.dtype
+        and q.shape[-1] + 2 <= 256
+        and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention")
+    )
+
+
+def _flash_lse(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """[..., Lq] float32 log sum_j exp(scale q_i.k_j) from the flash attention kernel."""
+    out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, k, scale=scale)
+    return out[1][..., : q.shape[-2]]
+
+
+def _received_attention_flash(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``received_attention`` in two flash passes, exact up to the kernel's float32 sums.
+
+    Pass 1 gives each query's normaliser lse_i = log sum_j exp(s_ij), s = q k^T / sqrt(d).
+    The mean received attention of key j is (1/L) sum_i exp(s_ij - lse_i): the exp of the
+    normaliser of a second pass in which the keys ask (queries k_j) and the queries answer
+    (keys q_i), with -lse_i folded into two extra dimensions (a high and a low half-precision
+    part, so the bias keeps about 16 bits): [k_j, 1, 1] . [q_i, hi_i, lo_i] * scale.
+    """
+    frames, heads, length, dim = q.shape
+    width = -(-(dim + 2) // 8) * 8
+    scale = dim**-0.5
+    out = torch.empty(frames, length, dtype=torch.float32, device=q.device)
+    step = max(1, FLASH_CHUNK_ELEMENTS // (heads * length * width))
+    for start in range(0, frames, step):
+        qs, ks = q[start : start + step], k[start : start + step]
+        bias = _flash_lse(qs, ks, scale).div_(-scale)  # [f, H, L]: -lse_i / scale
+        high = bias.to(q.dtype)
+        low = (bias - high.float()).to(q.dtype)
+        asking = ks.new_zeros(*ks.shape[:-1], width)
+        asking[..., :dim] = ks
+        asking[..., dim : dim + 2] = 1
+        answering = qs.new_zeros(*qs.shape[:-1], width)
+        answering[..., :dim] = qs
+        answering[..., dim] = high
+        answering[..., dim + 1] = low
+        received = _flash_lse(asking, answering, scale).exp_()  # [f, H, L]: sum_i P_ij
+        out[start : start + step] = received.mean(dim=1).div_(length)
+    return out
+
+
+def _received_attention_chunked(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``received_attention`` from explicit softmax rows, a chunk of frames at a time."""
     frames, heads, length, _ = q.shape
     step = max(1, CHUNK_ELEMENTS // (heads * length * length))
     out = torch.empty(frames, length, dtype=torch.float32, device=q.device)

@@ -53,7 +53,12 @@ def finalize(
     per_frame = rows * cols
     within = source_sorted % per_frame
     positions = torch.stack([source_sorted // per_frame, within // cols, within % cols], dim=1)
-    sizes = torch.bincount(assignment[kept], minlength=order.numel())
+    # index_add_ rather than bincount: bincount reads its maximum on the host (a device sync)
+    sizes = torch.zeros(order.numel() + 1, dtype=torch.long, device=assignment.device)
+    sizes = sizes.index_add_(
+        0, assignment.masked_fill(~kept, order.numel()), torch.ones_like(assignment)
+    )
+    sizes = sizes[:-1]
     return CompressedTokens(tokens_out[order], positions, sizes, assignment)
 
 

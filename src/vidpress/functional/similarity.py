@@ -119,22 +119,31 @@ def nearest_per_batch(
     return out
 
 
-def _admit_block(conflict: torch.Tensor) -> torch.Tensor:
-    """Exact greedy admission inside one block of candidates, without a loop over candidates.
+def _admit_block(conflict: torch.Tensor, limit: int) -> torch.Tensor:
+    """Exact greedy admission inside one block of candidates: the first ``limit`` admitted.
 
-    conflict: [b, b] bool, conflict[i, j] for j < i: candidate i is too similar to candidate j
-    Candidate i is admitted iff no admitted j < i conflicts with it. That rule has exactly one
-    fixed point (it is forward substitution); iterating it from "all admitted" settles one
-    more step of every dependency chain per round, so it arrives in at most b rounds.
+    conflict: [b, b] bool, conflict[i, j] for j < i: candidate i is too similar to candidate j.
+    Candidate i is admitted iff no admitted j < i conflicts with it. The walk is sequential by
+    nature, so it runs on the host over one copy of the (small) conflict matrix: the candidates
+    before the first one with any conflict are all admitted at once, then each admitted
+    candidate blocks the later ones it conflicts with. Returns the admitted positions
+    ([<= limit] long, ascending) on the conflict matrix's device.
     """
-    conflict_f = conflict.to(torch.float32)
-    admitted = torch.ones(conflict.shape[0], dtype=torch.bool, device=conflict.device)
-    for _ in range(conflict.shape[0] + 1):
-        nxt = (conflict_f @ admitted.to(torch.float32)) == 0
-        if torch.equal(nxt, admitted):
-            return admitted
-        admitted = nxt
-    raise AssertionError("unreachable: a dependency chain in a block is at most b long")
+    b = conflict.shape[0]
+    blocks = conflict.T.contiguous().cpu().numpy()  # blocks[j, i]: admitting j blocks i
+    hit = blocks.any(axis=0)  # [b]: candidate i conflicts with some earlier candidate
+    first = int(hit.argmax()) if hit.any() else b
+    if first >= limit:
+        return torch.arange(limit, device=conflict.device)
+    blocked = blocks[:first].any(axis=0)
+    admitted = list(range(first))
+    for i in range(first, b):
+        if len(admitted) == limit:
+            break
+        if not blocked[i]:
+            admitted.append(i)
+            blocked |= blocks[i]
+    return torch.tensor(admitted, dtype=torch.long).to(conflict.device, non_blocking=True)
 
 
 def cosine_gate(
@@ -166,7 +175,7 @@ def cosine_gate(
         head, remaining = remaining[:block], remaining[block:]
         cand = _unit_rows(features, head)
         conflict = torch.tril((cand @ cand.T).float() >= tau, diagonal=-1)
-        admitted = torch.nonzero(_admit_block(conflict)).squeeze(1)[: capacity - taken]
+        admitted = _admit_block(conflict, capacity - taken)
         local = head[admitted]
         admitted_ids.append(local)
         taken += local.numel()
