@@ -5,6 +5,7 @@ Everything here is exact and deterministic; nothing loops over tokens in Python.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Entries per chunk of a distance matrix (float32): 128 MiB on the CPU, 512 MiB on a GPU.
@@ -123,27 +124,22 @@ def _admit_block(conflict: torch.Tensor, limit: int) -> torch.Tensor:
     """Exact greedy admission inside one block of candidates: the first ``limit`` admitted.
 
     conflict: [b, b] bool, conflict[i, j] for j < i: candidate i is too similar to candidate j.
-    Candidate i is admitted iff no admitted j < i conflicts with it. The walk is sequential by
-    nature, so it runs on the host over one copy of the (small) conflict matrix: the candidates
-    before the first one with any conflict are all admitted at once, then each admitted
-    candidate blocks the later ones it conflicts with. Returns the admitted positions
-    ([<= limit] long, ascending) on the conflict matrix's device.
+    Candidate i is admitted iff no admitted j < i conflicts with it. That rule has exactly one
+    fixed point (it is forward substitution); iterating it from "all admitted" settles one more
+    step of every dependency chain per round, so it arrives in at most b rounds, each one
+    matrix-vector product. The rounds run on the host over one copy of the small matrix (no
+    device sync per round). Returns the admitted positions ([<= limit] long, ascending) on
+    the conflict matrix's device.
     """
-    b = conflict.shape[0]
-    blocks = conflict.T.contiguous().cpu().numpy()  # blocks[j, i]: admitting j blocks i
-    hit = blocks.any(axis=0)  # [b]: candidate i conflicts with some earlier candidate
-    first = int(hit.argmax()) if hit.any() else b
-    if first >= limit:
-        return torch.arange(limit, device=conflict.device)
-    blocked = blocks[:first].any(axis=0)
-    admitted = list(range(first))
-    for i in range(first, b):
-        if len(admitted) == limit:
+    blocks = conflict.cpu().numpy().astype(np.float32)
+    admitted = np.ones(blocks.shape[0], dtype=bool)
+    for _ in range(blocks.shape[0] + 1):
+        nxt = (blocks @ admitted) == 0
+        if np.array_equal(nxt, admitted):
             break
-        if not blocked[i]:
-            admitted.append(i)
-            blocked |= blocks[i]
-    return torch.tensor(admitted, dtype=torch.long).to(conflict.device, non_blocking=True)
+        admitted = nxt
+    chosen = torch.from_numpy(np.flatnonzero(admitted)[:limit])
+    return chosen.to(conflict.device, non_blocking=True)
 
 
 def cosine_gate(
