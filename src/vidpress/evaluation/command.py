@@ -35,7 +35,7 @@ def eval_command(args: argparse.Namespace) -> int:
         parse_config,
         standard_configs,
     )
-    from vidpress.evaluation.harness import SuiteSpec
+    from vidpress.evaluation.harness import SuiteSpec, distributed_rank
     from vidpress.evaluation.report import markdown
     from vidpress.evaluation.synthvqa import evaluate_synthvqa
 
@@ -73,6 +73,8 @@ def eval_command(args: argparse.Namespace) -> int:
         command=_command_line(args),
         progress_every=args.progress_every,
     )
+    if distributed_rank() != 0:
+        return 0
     if args.json:
         slim = {k: v for k, v in result.items() if k not in ("items",)}
         slim["configs"] = [

@@ -323,12 +323,14 @@ def load_model(model_dir: str, device: torch.device, dtype: str):
     return model.to(device).eval(), TestbedProcessor.from_pretrained(model_dir)
 
 
-def _worker(settings: EvalSettings, specs: list[dict], shard: int, shards: int, deadline, out):
-    """One shard in its own process: load, evaluate every ``shards``-th item, write raw JSON."""
+def _shard(settings: EvalSettings, specs: list[dict], shard: int, shards: int, deadline) -> dict:
+    """Load the model and evaluate every ``shards``-th item from ``shard``: the raw JSON part."""
     threads = max(1, (os.cpu_count() or 1) // shards)
     torch.set_num_threads(threads)
     device = resolve_device(settings.device)
     if device.type == "cuda":
+        if distributed_world() > 1:  # torchrun: one GPU per process
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model, processor = load_model(settings.model_dir, device, settings.dtype)
@@ -345,7 +347,36 @@ def _worker(settings: EvalSettings, specs: list[dict], shard: int, shards: int, 
         progress_every=settings.progress_every,
         tag=f" {shard}/{shards}" if shards > 1 else "",
     )
-    Path(out).write_text(json.dumps(_raw_to_json(raw)))
+    return _raw_to_json(raw)
+
+
+def _worker(settings: EvalSettings, specs: list[dict], shard: int, shards: int, deadline, out):
+    """One shard in its own process, its raw JSON part written to ``out``."""
+    Path(out).write_text(json.dumps(_shard(settings, specs, shard, shards, deadline)))
+
+
+def distributed_world() -> int:
+    """Processes of a ``torchrun`` launch (its WORLD_SIZE), 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def distributed_rank() -> int:
+    """This process's rank in a ``torchrun`` launch, 0 otherwise."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _distributed_parts(settings: EvalSettings, specs: list[dict], deadline) -> list[dict]:
+    """Data parallel under ``torchrun``: each rank evaluates its shard of the items, and every
+    rank receives all the parts (gloo on CPUs, NCCL on GPUs)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        on_gpu = resolve_device(settings.device).type == "cuda"
+        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
+    part = _shard(settings, specs, dist.get_rank(), dist.get_world_size(), deadline)
+    parts: list[dict | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, part)
+    return parts
 
 
 def _raw_to_json(raw: dict) -> dict:
@@ -384,10 +415,31 @@ def _merge(parts: list[dict]) -> dict:
     }
 
 
+def _process_parts(settings: EvalSettings, specs: list[dict], workers: int, deadline) -> list:
+    """``workers`` spawned processes share the device, each taking every ``workers``-th item."""
+    ctx = torch.multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [str(Path(tmp) / f"shard{i}.json") for i in range(workers)]
+        procs = [
+            ctx.Process(target=_worker, args=(settings, specs, i, workers, deadline, outs[i]))
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"evaluation shard(s) {failed} failed (see their output)")
+        return [json.loads(Path(o).read_text()) for o in outs]
+
+
 def run_eval(settings: EvalSettings, configs: list[PressConfig], workers: int = 1) -> dict:
     """Evaluate ``configs`` (the uncompressed model is added first if missing); return results.
 
-    ``workers`` processes share the device, each taking every ``workers``-th item.
+    ``workers`` processes share the device, each taking every ``workers``-th item. Launched by
+    ``torchrun`` (WORLD_SIZE > 1), every process evaluates its shard and all of them return
+    the same merged results, identical to a single process's.
     """
     from vidpress.testbed.synthvqa import FAMILIES
 
@@ -399,24 +451,14 @@ def run_eval(settings: EvalSettings, configs: list[PressConfig], workers: int = 
         {k: getattr(c, k) for k in ("name", "press", "params", "setting", "row", "label", "group")}
         for c in configs
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        outs = [str(Path(tmp) / f"shard{i}.json") for i in range(workers)]
-        if workers == 1:
-            _worker(settings, specs, 0, 1, deadline, outs[0])
-        else:
-            ctx = torch.multiprocessing.get_context("spawn")
-            procs = [
-                ctx.Process(target=_worker, args=(settings, specs, i, workers, deadline, outs[i]))
-                for i in range(workers)
-            ]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-            failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
-            if failed:
-                raise RuntimeError(f"evaluation shard(s) {failed} failed (see their output)")
-        raw = _merge([json.loads(Path(o).read_text()) for o in outs])
+    if distributed_world() > 1:
+        if workers != 1:
+            raise ValueError("workers must be 1 under torchrun (each process is a shard already)")
+        raw = _merge(_distributed_parts(settings, specs, deadline))
+    elif workers == 1:
+        raw = _merge([_shard(settings, specs, 0, 1, deadline)])
+    else:
+        raw = _merge(_process_parts(settings, specs, workers, deadline))
     summary = summarize(raw, configs, FAMILIES)
     summary["stopped_early"] = raw["stopped_early"]
     summary["tower_runs"] = raw["tower_runs"]

@@ -8,13 +8,13 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 from vidpress.evaluation.configs import ablation_configs
+from vidpress.provenance import git_revision
 from vidpress.testbed.synthvqa import FAMILIES
 
 SCORING_NOTE = (
@@ -40,20 +40,8 @@ def machine_info(device: str = "auto") -> dict:
         info["device"] = torch.cuda.get_device_name(0)
     else:
         info["device"] = f"CPU ({platform.processor() or platform.machine()})"
-    if os.environ.get("VIDPRESS_GIT_COMMIT"):  # runs on a copy of the tree without .git
-        info["git_commit"] = os.environ["VIDPRESS_GIT_COMMIT"]
-        return info
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        info["git_commit"] = commit
-    except (OSError, subprocess.CalledProcessError):
-        info["git_commit"] = None
+    # A copy of the tree without .git (the GPU machine) is told its commit.
+    info["git_commit"] = os.environ.get("VIDPRESS_GIT_COMMIT") or git_revision()["commit"]
     return info
 
 

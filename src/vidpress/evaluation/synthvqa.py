@@ -6,8 +6,9 @@ import tempfile
 from pathlib import Path
 
 from vidpress.evaluation.configs import PressConfig
-from vidpress.evaluation.harness import EvalSettings, SuiteSpec, run_eval
+from vidpress.evaluation.harness import EvalSettings, SuiteSpec, distributed_rank, run_eval
 from vidpress.evaluation.report import file_sha256, run_header, write_results
+from vidpress.provenance import provenance
 
 
 def evaluate_synthvqa(
@@ -28,6 +29,9 @@ def evaluate_synthvqa(
     progress_every: int = 10,
 ) -> tuple[dict, list[Path]]:
     """Evaluate ``configs`` on SynthVQA; returns (result dict, written paths).
+
+    Under ``torchrun`` every process evaluates its shard, all get the merged result, and only
+    rank 0 writes files.
 
     model_dir: a folder written by ``build_testbed`` (loaded with stock transformers); when None,
     the testbed is built into a temporary folder at the suite's resolution with ``weights``
@@ -88,7 +92,26 @@ def evaluate_synthvqa(
             "batch_size": batch_size,
             "workers": workers,
         },
+        "provenance": provenance(
+            frames=suite.num_frames,
+            resolution=suite.frames_px,
+            seed=suite.seed,
+            items={
+                "suite": "synthvqa",
+                "split": suite.split,
+                "size": suite.size,
+                "clips": clip_names,
+            },
+            model={
+                "weights": None if weights_path is None else str(weights_path),
+                "weights_sha256": file_sha256(weights_path),
+            },
+            device=device,
+            command=command,
+            extra={"configs": [c.name for c in configs]},
+        ),
         **summary,
     }
-    paths = write_results(result, out_dir, name, plot) if out_dir is not None else []
+    write = out_dir is not None and distributed_rank() == 0
+    paths = write_results(result, out_dir, name, plot) if write else []
     return result, paths
