@@ -22,6 +22,9 @@ def test_bench_tiny_cpu_run_writes_json_markdown_and_png(tmp_path, capsys):
     report = json.loads((tmp_path / "bench_tiny.json").read_text())
     assert report["command"].startswith("vidpress bench --model llava-onevision-tiny")
     assert report["device"] == "cpu" and report["date"]
+    record = report["provenance"]
+    assert record["vidpress"]["version"] != "unknown" and record["packages"]["torch"]
+    assert record["frames"] == report["model"]["frames"] and record["seed"] == 0
     rows = {(r["press"], r["retention"]): r for r in report["rows"]}
     assert set(rows) == {("vanilla", "100%")} | {
         (p, r) for p in ("unified", "fastvid", "fastv") for r in ("2%/1%", "5%")

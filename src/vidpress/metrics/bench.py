@@ -51,6 +51,7 @@ from vidpress.metrics.latency import (
     video_features,
 )
 from vidpress.presses import PRESSES
+from vidpress.provenance import provenance
 
 RETENTIONS = ("100", "10/5", "5/2.5", "2/1", "1/0.5")
 PRESS_ORDER = (
@@ -592,6 +593,16 @@ def run_bench(
         },
         "rows": [],
         "sweep": [],
+        # Each row records its press and parameters; the inputs are random (seeded) tokens.
+        "provenance": provenance(
+            frames=config.frames,
+            resolution=size,
+            seed=0,
+            model={"architecture": arch.name, "weights": "random"},
+            device=device,
+            command=command.split() if isinstance(command, str) else command,
+            extra={"presses": list(config.presses), "retentions": list(config.retentions)},
+        ),
     }
     save = checkpoint or (lambda r: None)
     log(f"bench {arch.name} on {report['device']}: {report['model']['prompt_tokens']} tokens")
