@@ -9,16 +9,10 @@ import tiny_models as tm
 import vidpress
 from vidpress.adapters.base import Timer
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def _tiny_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("tiny_cpu"),
+]
 
 
 def _stock_positions(model, inputs) -> torch.Tensor:

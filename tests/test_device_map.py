@@ -17,14 +17,7 @@ from vidpress.presses import PRESSES
 
 FAMILIES = ("llava_onevision", "qwen2_5_vl")
 
-
-@pytest.fixture(autouse=True)
-def _tiny_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("tiny_cpu")
 
 
 def dispatched(family: str, offload_dir) -> torch.nn.Module:

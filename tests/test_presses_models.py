@@ -13,17 +13,10 @@ FAMILIES = ("llava_onevision", "qwen2_5_vl")
 ATTN = ("sdpa", "eager")
 STEPS = 20
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def _tiny_cpu():
-    """Tiny models: one thread (far faster than contended threads) and no autograd."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("tiny_cpu"),
+]
 
 
 def _hook_count(model) -> int:
