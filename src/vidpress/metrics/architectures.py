@@ -29,15 +29,24 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
 )
 
-QWEN2_7B = dict(
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_hidden_layers=28,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    rms_norm_eps=1e-6,
-    max_position_embeddings=32768,
-)
+from vidpress.metrics import model_specs as specs
+from vidpress.metrics.model_specs import LLMSpec
+
+
+def _text_sizes(spec: LLMSpec) -> dict:
+    """transformers text-config sizes of an LLM spec (the published sizes live in model_specs)."""
+    return dict(
+        hidden_size=spec.hidden,
+        intermediate_size=spec.mlp,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=32768,
+    )
+
+
+QWEN2_7B = _text_sizes(specs.QWEN2_7B)
 TINY_TEXT = dict(
     hidden_size=64,
     intermediate_size=128,
@@ -51,14 +60,15 @@ FAMILIES = ("llava_onevision", "qwen2_5_vl")
 def llava_onevision(tiny: bool):
     """(model class, config) of LLaVA-OV-7B: SigLIP-so400m (26 layers, 384 px, 14 px patches)
     + Qwen2-7B; ``tiny``: 2 vision layers of width 32 on 56 px frames, 20 decoder layers of 64."""
+    siglip = specs.SIGLIP_SO400M_OV
     vision = dict(
         model_type="siglip_vision_model",
-        hidden_size=1152,
-        intermediate_size=4304,
-        num_hidden_layers=26,
-        num_attention_heads=16,
-        image_size=384,
-        patch_size=14,
+        hidden_size=siglip.hidden,
+        intermediate_size=siglip.mlp,
+        num_hidden_layers=siglip.layers,
+        num_attention_heads=siglip.heads,
+        image_size=siglip.image_size,
+        patch_size=siglip.patch_size,
         vision_use_head=False,
     )
     text = dict(model_type="qwen2", vocab_size=152128, rope_theta=1e6, **QWEN2_7B)
@@ -82,15 +92,16 @@ def llava_onevision(tiny: bool):
 def qwen2_5_vl(tiny: bool):
     """(model class, config) of Qwen2.5-VL-7B: 32-block ViT (window attention, full at
     7/15/23/31) + 28-layer LLM; ``tiny``: 2 blocks of width 32, 20 decoder layers of 64."""
+    vit = specs.QWEN2_5_VL_VIT
     vision = dict(
-        depth=32,
-        hidden_size=1280,
-        intermediate_size=3420,
-        num_heads=16,
-        out_hidden_size=3584,
-        patch_size=14,
+        depth=vit.layers,
+        hidden_size=vit.hidden,
+        intermediate_size=vit.mlp,
+        num_heads=vit.heads,
+        out_hidden_size=specs.QWEN2_7B.hidden,
+        patch_size=vit.patch_size,
         spatial_merge_size=2,
-        temporal_patch_size=2,
+        temporal_patch_size=vit.temporal_patch,
         window_size=112,
         fullatt_block_indexes=[7, 15, 23, 31],
         tokens_per_second=2,
