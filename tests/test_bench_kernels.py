@@ -61,3 +61,11 @@ def test_llava_onevision_adapter_features_equal_the_stock_path():
         )
         stock = video_features(model, inputs).pooler_output
     assert torch.equal(ours, stock)
+
+
+def test_explicit_scores_is_scoped_and_restored():
+    assert not attention._EXPLICIT_ONLY.get()
+    with pytest.raises(RuntimeError), attention.explicit_scores():
+        assert attention._EXPLICIT_ONLY.get()
+        raise RuntimeError("leaves the block")
+    assert not attention._EXPLICIT_ONLY.get()
