@@ -24,7 +24,7 @@ import torch
 import transformers
 
 import vidpress
-from vidpress.metrics.architectures import build, frame_size, prompts
+from vidpress.metrics.architectures import build, frame_size, paper_press, prompts
 
 
 def sync(device: str) -> None:
@@ -81,16 +81,6 @@ def no_cache(model, inputs, steps: int):
         logits.append(last)
         ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
     return torch.cat(tokens, 1), torch.stack(logits, 1)
-
-
-def paper_press(name: str, layers: int):
-    cls = vidpress.PRESSES[name]
-    if name == "fastv":
-        return cls()
-    params = {"retention": 0.02}
-    if "inner_layer" in cls.__dataclass_fields__:
-        params["inner_layer"] = min(18, layers - 2)
-    return cls(**params)
 
 
 def check_family(family: str, args, device: str, dtype: torch.dtype) -> dict:

@@ -46,6 +46,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert visual == 8 * 16 and runs["uncompressed"]["stats"] is None
     assert unified["stats"]["kept_outer"] == 3 and unified["stats"]["kept_inner"] == 2
     assert unified["flops"]["paper"]["tflops"] < runs["uncompressed"]["flops"]["paper"]["tflops"]
+    assert record["model"]["projector"] == "trained weights (testbed.safetensors)"
     prov = record["provenance"]
     assert prov["press"]["name"] == "unified" and prov["frames"] == 8
     assert prov["resolution"] == [112, 112] and prov["vidpress"]["version"]

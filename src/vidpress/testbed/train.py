@@ -6,17 +6,22 @@ What is trained, on what:
   training-free, to this model as to any Video-LLM. Validation: 140 train-split items of another
   seed (disjoint item seeds); the test split is never looked at here.
 - Frozen: the DINOv2 vision tower and the SmolLM2 LM weights. Trained: the projector (384 -> 576
-  -> 576), ``image_newline`` and rank-8 adapters on the LM's q/k/v/o/down projections
+  -> 576), ``image_newline`` and rank-8 adapters on every linear layer of the LM
   (``W x + B A x``), exported as ``<linear>.lora_A`` / ``.lora_B`` (scale folded into B) and merged
   into the LM weights by ``build_testbed``, so the built model is a stock
   ``LlavaOnevisionForConditionalGeneration``. Why adapters: SmolLM2-135M cannot answer multiple
   choice by letter at all (it says "A" to every question, even a text-only one that states the
-  answer), and a projector alone cannot teach it that (tried first: chance after 253 steps).
-- Phases: "text" teaches that binding on text-only twins of the items ("Context: red." + the
-  question and options -> the letter); "video" trains projector, newline and adapters on video
-  items, half asked multiple choice (target: the letter) and half open-ended (the question alone;
-  targets: the answer phrase's tokens, a denser grounding signal), every other step a batch of
-  8-frame videos, plus a small text batch each step to keep the binding.
+  answer), and a projector alone cannot teach it that.
+- The projector's first layer trains on standardised DINOv2 features (two of the 384 feature dims
+  carry offsets of about 20 against a typical spread of about 1); the standardisation is a fixed
+  affine map, folded into that layer's weight and bias on export (``StandardisedInput``).
+- Phases (a curriculum; ``benchmarks/results/synthvqa_training.md`` says why):
+  "text" teaches the letter binding on text-only twins of the items ("Context: red." + the
+  question and options -> the letter); "frame" teaches reading visual tokens on one-frame items
+  (needle colour / shape, position, scene: a 32nd of a video's cost); "video" trains on SynthVQA
+  videos of ``frames`` frames, every family. Frame and video items are half multiple choice
+  (target: the letter) and half open-ended (the question alone; targets: the answer phrase's
+  tokens, a denser grounding signal), plus a small text batch each step to keep the binding.
 - Objective: cross-entropy at the target positions; the letter is read at the last prompt
   position, the position the evaluation scores (``vidpress.evaluation.scoring``).
 - Batching: sequences are right-padded and run without an attention mask: causal attention means
@@ -29,8 +34,9 @@ Step counts: a phase with ``steps=None`` sizes itself to its share of ``budget_s
 speed of its first steps (the warm-up is longer than the measurement, so the schedule is fixed
 before it matters). The record (``train_record.json``) keeps the steps actually run; passing them
 back as fixed steps reproduces the weights (up to CUDA's non-deterministic kernels).
+``--init-weights`` continues from an exported weights file (a later call on the GPU machine).
 
-Command line: ``python -m vidpress.testbed.train --out DIR [--phase KIND:STEPS] ...``
+Command line: ``python -m vidpress.testbed.train --out DIR [--phase KIND:STEPS:key=value] ...``
 (``scripts/train_testbed.sh`` is the GPU command that produced the committed weights).
 """
 
@@ -53,9 +59,12 @@ from torch import nn
 from vidpress.testbed.build import assemble_testbed
 from vidpress.testbed.synthvqa import FAMILIES, SynthVQA
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "down_proj")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+FRAME_FAMILIES = ("needle_color", "needle_shape", "position", "scene")  # askable of one frame
 WEIGHTS_FILE = "testbed.safetensors"
 MEASURE_FROM, MEASURE_TO = 4, 14  # steps timed to size a phase with steps=None
+DEFAULT_BATCH = {"text": 32, "frame": 64, "video": 8}
+SEED_OFFSETS = {"text": 2, "frame": 100, "video": 200}  # + frames: item seeds of a phase kind
 
 
 @dataclass
@@ -65,8 +74,10 @@ class Phase:
     kind "text": only the LM adapters learn, on text-only multiple-choice items whose answer is
     stated in the prompt ("Context: red."): this teaches SmolLM2-135M to answer with the letter of
     the option that matches (untrained, it answers "A" to every question, even text-only ones).
-    kind "video": the projector and newline (lr) and the adapters (lr_lora; 0 freezes them)
-    learn on video items, plus a text batch every step (``text_batch``) to keep the binding.
+    kind "frame": one-frame items of the families in ``FRAME_FAMILIES``; kind "video": SynthVQA
+    videos of ``frames`` frames (0: the config's ``num_frames``), every family. In both, the
+    projector and newline learn at ``lr`` and the adapters at ``lr_lora`` (0 freezes them), plus
+    a text batch every step (``text_batch``) to keep the binding.
     """
 
     kind: str
@@ -74,31 +85,38 @@ class Phase:
     share: float = 1.0  # of the time budget, when steps is None
     lr: float = 1e-3  # projector / newline
     lr_lora: float = 5e-4
+    frames: int = 0  # video phases (0: TrainConfig.num_frames)
+    batch: int = 0  # 0: DEFAULT_BATCH[kind]
+    shape_scale: float = 1.0  # planted shapes x this (a curriculum: large shapes first)
 
     def __post_init__(self):
-        if self.kind not in ("text", "video"):
-            raise ValueError(f"phase kind must be 'text' or 'video', got {self.kind!r}")
+        if self.kind not in DEFAULT_BATCH:
+            raise ValueError(
+                f"phase kind must be one of {sorted(DEFAULT_BATCH)}, got {self.kind!r}"
+            )
+        self.frames, self.batch = int(self.frames), int(self.batch or DEFAULT_BATCH[self.kind])
+        if self.steps is not None:
+            self.steps = int(self.steps)
 
 
 @dataclass
 class TrainConfig:
     phases: list[Phase] = field(
         default_factory=lambda: [
-            Phase("text", steps=150, lr=0.0, lr_lora=1e-3),
-            Phase("video", share=1.0, lr=1e-3, lr_lora=5e-4),
+            Phase("text", steps=120, lr=0.0, lr_lora=1e-3),
+            Phase("frame", share=0.2, lr_lora=2e-3, shape_scale=2.5),
+            Phase("frame", share=0.15, lr_lora=2e-3, shape_scale=1.6),
+            Phase("frame", share=0.2, lr_lora=1e-3),
+            Phase("video", share=0.25, frames=8, batch=32),
+            Phase("video", share=0.2, frames=32, batch=8),
         ]
     )
-    budget_seconds: float = 230.0
+    budget_seconds: float = 380.0
     stop_after_seconds: float = 0.0  # hard stop (0: none), counted from the start of train()
-    batch_size: int = 8
     num_frames: int = 32
-    mix_frames: int = 8  # every mix_every-th step is a batch of mix_batch items of mix_frames
-    mix_every: int = 2  # frames (0: never), so the model also reads short videos
-    mix_batch: int = 32
-    open_ratio: float = 0.5  # video items asked open-ended (answer phrase, no options)
-    text_batch: int = 16  # text binding items added to every video step
+    open_ratio: float = 0.5  # frame / video items asked open-ended (answer phrase, no options)
+    text_batch: int = 16  # text binding items added to every frame / video step
     text_weight: float = 0.3
-    text_phase_batch: int = 32
     frames_px: int = 392
     clips: str = "all"
     train_seed: int = 0
@@ -107,6 +125,7 @@ class TrainConfig:
     val_every: int = 0  # steps between validations inside a phase (0: at its end only)
     test_items: int = 0  # after training: letter accuracy on this many *test* items (0: none);
     # a report only (nothing is selected on it); `vidpress eval` gives the committed numbers
+    init_weights: str = ""  # continue from an exported weights file ("" : fresh)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
@@ -119,7 +138,7 @@ class TrainConfig:
     log_every: int = 25
 
 
-# ---------------------------------------------------------------------------- adapters
+# ---------------------------------------------------------------------------- trained parts
 
 
 class LoRALinear(nn.Module):
@@ -153,17 +172,85 @@ def add_lora(model, rank: int, alpha: float, targets, seed: int = 0) -> dict[str
     return wrapped
 
 
-def export_weights(model, loras: dict[str, LoRALinear]) -> dict[str, torch.Tensor]:
-    """Trained weights as bf16 tensors: projector, newline and (scale-folded) adapters."""
+class StandardisedInput:
+    """The projector's first layer sees ``(x - mean) / std`` while training (a forward pre-hook).
+
+    ``mean``, ``std``: [384] statistics of the vision features (``feature_stats``). The map is
+    affine, so ``folded`` turns the trained layer into a stock one that takes raw features
+    (``W / std``, ``b - (W / std) mean``) and ``unfold`` inverts that for a resumed run.
+    """
+
+    def __init__(self, linear: nn.Linear, mean: torch.Tensor, std: torch.Tensor):
+        self.linear, self.mean, self.std = linear, mean.float(), std.float()
+        self.handle = linear.register_forward_pre_hook(self._standardise)
+
+    def _standardise(self, module, args):
+        x = args[0]
+        return ((x - self.mean.to(x.dtype)) / self.std.to(x.dtype),)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.linear.weight.detach().float() / self.std
+        return w, self.linear.bias.detach().float() - w @ self.mean
+
+    @torch.no_grad()
+    def unfold(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        weight, bias = weight.float().to(self.std.device), bias.float().to(self.std.device)
+        self.linear.weight.copy_(weight * self.std)
+        self.linear.bias.copy_(bias + weight @ self.mean)
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+@torch.no_grad()
+def feature_stats(model, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dim mean and std [D] of the features the projector reads, over pixels [N, 3, S, S]."""
+    cfg = model.config
+    hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
+    feats = hidden[cfg.vision_feature_layer]
+    if cfg.vision_feature_select_strategy == "default":
+        feats = feats[:, 1:]
+    feats = feats.flatten(0, 1).float()
+    return feats.mean(0), feats.std(0).clamp_min(1e-3)
+
+
+PROJECTOR_1 = "model.multi_modal_projector.linear_1"
+
+
+def export_weights(model, loras: dict[str, LoRALinear], standardised=None) -> dict:
+    """Trained weights as bf16 tensors: projector (standardisation folded in), newline and
+    (scale-folded) adapters."""
     out = {}
     for name, param in model.named_parameters():
         if name.startswith(("model.multi_modal_projector.", "model.image_newline")):
-            out[name] = param.detach().to("cpu", torch.bfloat16).contiguous()
+            out[name] = param.detach().float()
+    if standardised is not None:
+        out[f"{PROJECTOR_1}.weight"], out[f"{PROJECTOR_1}.bias"] = standardised.folded()
     for prefix, lora in loras.items():
-        out[f"{prefix}.lora_A"] = lora.lora_A.detach().to("cpu", torch.bfloat16).contiguous()
-        b = lora.lora_B.detach().float() * lora.scale
-        out[f"{prefix}.lora_B"] = b.to("cpu", torch.bfloat16).contiguous()
-    return out
+        out[f"{prefix}.lora_A"] = lora.lora_A.detach().float()
+        out[f"{prefix}.lora_B"] = lora.lora_B.detach().float() * lora.scale
+    return {k: v.to("cpu", torch.bfloat16).contiguous() for k, v in out.items()}
+
+
+@torch.no_grad()
+def load_trained(model, loras: dict[str, LoRALinear], weights: dict, standardised) -> None:
+    """Inverse of ``export_weights``: continue training from an exported file."""
+    params = dict(model.named_parameters())
+    for key, value in weights.items():
+        if key.endswith((".lora_A", ".lora_B")):
+            lora = loras.get(key.rsplit(".", 1)[0])
+            if lora is None:
+                raise ValueError(f"init weights: adapter {key!r} has no matching LoRA layer")
+            if key.endswith(".lora_A"):
+                lora.lora_A.copy_(value.float())
+            else:
+                lora.lora_B.copy_(value.float() / lora.scale)
+        elif key in params:
+            params[key].copy_(value.float())
+        else:
+            raise ValueError(f"init weights: {key!r} is not a trained parameter")
+    if standardised is not None:
+        standardised.unfold(weights[f"{PROJECTOR_1}.weight"], weights[f"{PROJECTOR_1}.bias"])
 
 
 # ---------------------------------------------------------------------------- data
@@ -320,9 +407,14 @@ def _loss(model, batch, device, spec, dtype, autocast):
     return loss, first
 
 
+def _one_thread(_worker: int) -> None:
+    """Data workers make items with small tensor ops: one thread each, no oversubscription."""
+    torch.set_num_threads(1)
+
+
 def train(cfg: TrainConfig, out_dir) -> dict:
     """Run the phases; write the weights and ``train_record.json`` to ``out_dir``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     start = time.time()
     out_dir = Path(out_dir)
@@ -358,7 +450,7 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     setup["workers"] = workers
     t0 = time.time()
 
-    def suite(seed, size, frames, px=cfg.frames_px, max_clip=160):
+    def suite(seed, size, frames, px=cfg.frames_px, max_clip=160, families=FAMILIES, scale=1.0):
         return SynthVQA(
             clips,
             "train",
@@ -367,20 +459,33 @@ def train(cfg: TrainConfig, out_dir) -> dict:
             num_frames=frames,
             frames_px=px,
             max_clip_frames=max_clip,
+            families=families,
+            shape_scale=scale,
         )
 
     big = 10**8
-    train_suite = suite(cfg.train_seed, big, cfg.num_frames)
-    mix_suite = suite(cfg.train_seed + 1, big, cfg.mix_frames) if cfg.mix_every else None
-    text_suite = suite(cfg.train_seed + 2, big, 8, px=56, max_clip=16)  # text only: tiny frames
-    val_suite = suite(cfg.val_seed, cfg.val_items, cfg.num_frames)
-    mix_val = suite(cfg.val_seed + 1, cfg.val_items // 2, cfg.mix_frames) if cfg.mix_every else None
+    made: dict = {}
+
+    def suites_of(kind: str, frames: int, scale: float = 1.0) -> tuple[SynthVQA, SynthVQA]:
+        """(train, validation) suites of one kind of phase at one frame count and shape scale,
+        made once; each (kind, frames) has its own item seeds."""
+        if (kind, frames, scale) not in made:
+            families = FRAME_FAMILIES if kind == "frame" else FAMILIES
+            offset = SEED_OFFSETS[kind] + frames
+            made[kind, frames, scale] = (
+                suite(cfg.train_seed + offset, big, frames, families=families, scale=scale),
+                suite(cfg.val_seed + offset, cfg.val_items, frames, families=families, scale=scale),
+            )
+        return made[kind, frames, scale]
+
+    text_suite = suite(cfg.train_seed + SEED_OFFSETS["text"], big, 8, px=56, max_clip=16)
+    main_val = suites_of("video", cfg.num_frames)[1]
     setup["decode_seconds"] = round(time.time() - t0, 1)
     pad = processor.tokenizer.pad_token_id
     letter_ids = [processor.tokenizer.convert_tokens_to_ids(c) for c in "ABCD"]
 
     def loader(data, batch_size, first=0, n_workers=None, fmt="mcq", open_ratio=0.0, seed=0):
-        n_workers = max(1, workers // 3) if n_workers is None and workers else (n_workers or 0)
+        n_workers = max(1, workers // 2) if n_workers is None and workers else (n_workers or 0)
         items = TrainItems(data, processor, fmt, open_ratio, seed)
         ds = torch.utils.data.Subset(items, range(first, len(data)))
         return torch.utils.data.DataLoader(
@@ -391,24 +496,34 @@ def train(cfg: TrainConfig, out_dir) -> dict:
             collate_fn=functools.partial(collate, pad_id=pad),
             pin_memory=cuda,
             prefetch_factor=3 if n_workers else None,
+            worker_init_fn=_one_thread,
         )
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
 
-    def run_validation() -> dict:
-        val = validate(
-            model, loader(val_suite, cfg.batch_size), spec, dtype, device, letter_ids, autocast
+    def run_validation(phase_val: SynthVQA) -> dict:
+        runs = (
+            {"main": main_val} if phase_val is main_val else {"phase": phase_val, "main": main_val}
         )
-        if mix_val is not None:
-            val[f"at_{cfg.mix_frames}_frames"] = validate(
-                model, loader(mix_val, cfg.batch_size), spec, dtype, device, letter_ids, autocast
-            )
-        return val
+        return {
+            name: validate(model, loader(data, 8), spec, dtype, device, letter_ids, autocast)
+            for name, data in runs.items()
+        }
+
+    # standardised projector input, statistics from the first frames of the train split
+    frame_train = suites_of("frame", 1)[0]
+    stats_frames = torch.stack([frame_train[i].frames[0] for i in range(8)])
+    mean, std = feature_stats(model, normalise(stats_frames[None].to(device), spec, dtype)[0])
+    standardised = StandardisedInput(model.model.multi_modal_projector.linear_1, mean, std)
+    loras: dict[str, LoRALinear] = {}
+    if cfg.init_weights:
+        loras = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.init_seed)
+        load_trained(model, loras, load_file(cfg.init_weights), standardised)
+        setup["init_weights"] = cfg.init_weights
 
     record = {"config": _config_dict(cfg), "setup": setup, "phases": []}
-    loras: dict[str, LoRALinear] = {}
-    next_item = {"video": 0, "mix": 0, "text": 0}
+    next_item: dict = {}
     saved, chosen = {}, None
     for number, phase in enumerate(cfg.phases):
         if phase.lr_lora > 0 and not loras:
@@ -416,9 +531,9 @@ def train(cfg: TrainConfig, out_dir) -> dict:
                 model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.init_seed
             )
         lora_params = [p for m in loras.values() for p in (m.lora_A, m.lora_B)]
-        video = phase.kind == "video"
+        visual = phase.kind != "text"
         groups = []
-        if video and phase.lr > 0:
+        if visual and phase.lr > 0:
             groups.append({"params": projector, "lr": phase.lr, "base_lr": phase.lr})
         if phase.lr_lora > 0:
             groups.append({"params": lora_params, "lr": phase.lr_lora, "base_lr": phase.lr_lora})
@@ -431,32 +546,26 @@ def train(cfg: TrainConfig, out_dir) -> dict:
         log, losses, accs, vals = [], [], [], []
         phase_start = time.time()
         t_measure = None
-        text_bs = cfg.text_batch if video else cfg.text_phase_batch
+        text_bs = cfg.text_batch if visual else phase.batch
         text_data = None
         if text_bs and lora_params:
-            text_data = iter(loader(text_suite, text_bs, next_item["text"], 1, fmt="text"))
-        data = mix_data = None
-        if video:
+            first = next_item.get("text", 0)
+            text_data = iter(loader(text_suite, text_bs, first, 1, fmt="text"))
+        data, phase_val = None, None
+        if visual:
+            frames = 1 if phase.kind == "frame" else phase.frames or cfg.num_frames
+            data_suite, phase_val = suites_of(phase.kind, frames, phase.shape_scale)
+            key = (phase.kind, frames)
             data = iter(
                 loader(
-                    train_suite,
-                    cfg.batch_size,
-                    next_item["video"],
+                    data_suite,
+                    phase.batch,
+                    next_item.get(key, 0),
                     open_ratio=cfg.open_ratio,
-                    seed=cfg.train_seed,
+                    seed=data_suite.seed,
                 )
             )
-            if cfg.mix_every:
-                mix_data = iter(
-                    loader(
-                        mix_suite,
-                        cfg.mix_batch,
-                        next_item["mix"],
-                        open_ratio=cfg.open_ratio,
-                        seed=cfg.train_seed + 1,
-                    )
-                )
-        step = mixed = 0
+        step = 0
         while steps is None or step < steps:
             if cfg.stop_after_seconds and time.time() - start > cfg.stop_after_seconds:
                 record.setdefault("stopped", []).append(f"{phase.kind} at step {step}")
@@ -475,12 +584,8 @@ def train(cfg: TrainConfig, out_dir) -> dict:
             factor = lr_factor(step, steps, cfg.warmup, cfg.min_lr_ratio)
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * factor
-            if video:
-                if mix_data is not None and step % cfg.mix_every == cfg.mix_every - 1:
-                    batch, mixed = next(mix_data), mixed + 1
-                else:
-                    batch = next(data)
-                loss, acc = _loss(model, batch, device, spec, dtype, autocast)
+            if visual:
+                loss, acc = _loss(model, next(data), device, spec, dtype, autocast)
                 if text_data is not None:
                     text_loss, _ = _loss(model, next(text_data), device, spec, dtype, autocast)
                     loss = loss + cfg.text_weight * text_loss
@@ -504,27 +609,25 @@ def train(cfg: TrainConfig, out_dir) -> dict:
                 }
                 log.append(entry)
                 print(f"[train] {phase.kind} {json.dumps(entry)}", flush=True)
-            if video and cfg.val_every and step % cfg.val_every == 0:
-                vals.append({"step": step, **run_validation()})
+            if visual and cfg.val_every and step % cfg.val_every == 0:
+                vals.append({"step": step, **run_validation(phase_val)})
                 print(f"[train] val {json.dumps(vals[-1])}", flush=True)
-        if video:
-            next_item["video"] += (step - mixed) * cfg.batch_size
-            next_item["mix"] += mixed * cfg.mix_batch
+        if visual:
+            next_item[key] = next_item.get(key, 0) + step * phase.batch
         if text_data is not None:
-            next_item["text"] += step * text_bs
-        val = run_validation() if video else None
-        print(f"[train] phase {phase.kind} done: val {json.dumps(val)}", flush=True)
-        weights = export_weights(model, loras)
+            next_item["text"] = next_item.get("text", 0) + step * text_bs
+        val = run_validation(phase_val) if visual else None
+        print(f"[train] phase {number + 1} {phase.kind} done: val {json.dumps(val)}", flush=True)
+        weights = export_weights(model, loras, standardised)
         name = f"phase{number + 1}_{phase.kind}.safetensors"
         save_file(weights, str(out_dir / name))
         saved[name] = weights
         chosen = name
-        video_items = (step - mixed) * cfg.batch_size + mixed * cfg.mix_batch if video else 0
         record["phases"].append(
             {
                 "phase": asdict(phase),
                 "steps_run": step,
-                "video_items_seen": video_items,
+                "visual_items_seen": step * phase.batch if visual else 0,
                 "text_items_seen": step * text_bs if text_data is not None else 0,
                 "seconds": round(time.time() - phase_start, 1),
                 "val": val,
@@ -536,34 +639,31 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     save_file(saved[chosen], str(out_dir / WEIGHTS_FILE))
     if cfg.test_items:
         t0 = time.time()
-        tests = {}
-        runs = {cfg.num_frames: cfg.test_items}
-        runs.setdefault(8, cfg.test_items // 2)
-        for frames, size in runs.items():
-            test_suite = SynthVQA(
-                clips, "test", size=size, num_frames=frames, frames_px=cfg.frames_px
-            )
-            tests[f"{frames}_frames"] = {
-                "items": size,
-                **validate(
-                    model,
-                    loader(test_suite, cfg.batch_size),
-                    spec,
-                    dtype,
-                    device,
-                    letter_ids,
-                    autocast,
-                ),
-            }
-        record["test_report"] = {**tests, "seconds": round(time.time() - t0, 1)}
+        test_suite = SynthVQA(
+            clips, "test", size=cfg.test_items, num_frames=cfg.num_frames, frames_px=cfg.frames_px
+        )
+        report = validate(model, loader(test_suite, 8), spec, dtype, device, letter_ids, autocast)
+        record["test_report"] = {
+            "items": cfg.test_items,
+            "frames": cfg.num_frames,
+            **report,
+            "seconds": round(time.time() - t0, 1),
+        }
         print(f"[train] test split (report only): {json.dumps(record['test_report'])}", flush=True)
+    standardised.remove()
     record["chosen"] = chosen
-    record["reproduce"] = [f"{p['phase']['kind']}:{p['steps_run']}" for p in record["phases"]]
+    record["reproduce"] = [_phase_arg(p["phase"], p["steps_run"]) for p in record["phases"]]
     record["total_seconds"] = round(time.time() - start, 1)
     record["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"
     record["torch"] = torch.__version__
     (out_dir / "train_record.json").write_text(json.dumps(record, indent=1))
     return record
+
+
+def _phase_arg(phase: dict, steps: int) -> str:
+    """The ``--phase`` argument that reruns ``phase`` for exactly ``steps`` steps."""
+    keys = ("lr", "lr_lora", "frames", "batch", "shape_scale")
+    return ":".join([phase["kind"], str(steps), *(f"{k}={phase[k]}" for k in keys)])
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
@@ -573,7 +673,8 @@ def _config_dict(cfg: TrainConfig) -> dict:
 
 
 def parse_phase(text: str) -> Phase:
-    """``KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F]`` -> Phase."""
+    """``KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N][:shape_scale=F]``
+    -> Phase."""
     parts = text.split(":")
     phase = {"kind": parts[0]}
     for part in parts[1:]:
@@ -596,22 +697,17 @@ def main(argv=None) -> int:
         "--phase",
         action="append",
         type=parse_phase,
-        help="KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F], repeatable "
-        "(default: text:150:lr=0:lr_lora=1e-3 then video:auto:lr=1e-3:lr_lora=5e-4)",
+        help="KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N]"
+        "[:shape_scale=F], repeatable; KIND: text, frame, video (default: TrainConfig.phases)",
     )
     defaults = TrainConfig()
     for name in (
         "budget_seconds",
         "stop_after_seconds",
-        "batch_size",
         "num_frames",
-        "mix_frames",
-        "mix_every",
-        "mix_batch",
         "open_ratio",
         "text_batch",
         "text_weight",
-        "text_phase_batch",
         "frames_px",
         "clips",
         "train_seed",
@@ -619,6 +715,7 @@ def main(argv=None) -> int:
         "val_items",
         "val_every",
         "test_items",
+        "init_weights",
         "lora_rank",
         "lora_alpha",
         "warmup",
