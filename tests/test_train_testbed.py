@@ -1,6 +1,7 @@
 """Testbed training: adapters merge exactly into a stock model, right-padded batches score like the
 processor's left-padded ones, a tiny CPU run writes loadable weights."""
 
+import dataclasses
 import json
 
 import pytest
@@ -73,8 +74,9 @@ def test_item_formats(untrained, suite):
     _, proc = untrained
     item = suite[1]
     frames, ids, start, targets, fam = T.TrainItems(suite, proc, "open")[1]
-    answer = proc._encode(item.options[item.answer])
+    answer = proc.answer_ids(item.options[item.answer])  # the phrase, then end of turn
     assert targets == answer and ids[start + 1 :] == answer and frames is not None
+    assert answer[-1] == proc.tokenizer.eos_token_id
     assert "Answer with a word" in proc.tokenizer.decode(ids)
     frames, ids, start, targets, _ = T.TrainItems(suite, proc, "text")[1]
     assert frames is None and start == len(ids) - 1
@@ -102,6 +104,12 @@ def test_schedule_and_phase_parsing():
     )
     assert T.parse_phase("text:auto:share=0.2").steps is None
     assert T.parse_phase("frame:5").batch == T.DEFAULT_BATCH["frame"]
+    assert T.parse_phase("frame:5").family_list() == T.FRAME_FAMILIES
+    p = T.parse_phase("frame:5:families=needle_color+position")
+    assert p.family_list() == ("needle_color", "position")
+    assert T._phase_arg(dataclasses.asdict(p), 5).endswith("families=needle_color+position")
+    with pytest.raises(ValueError, match="phase families"):
+        T.parse_phase("frame:5:families=colour")
     with pytest.raises(ValueError, match="phase kind"):
         T.parse_phase("lora:10")
 
@@ -143,6 +151,8 @@ def test_tiny_cpu_run_and_resume(tmp_path):
     assert set(rec["phases"][1]["val"]) == {"phase", "main"}  # one-frame items + the videos
     assert set(rec["phases"][2]["val"]) == {"main"}
     assert all(e["loss"] == e["loss"] for p in rec["phases"] for e in p["log"])  # finite
+    frame_log = rec["phases"][1]["log"][0]["first_token_acc_by_family"]
+    assert set(frame_log) <= set(T.FRAME_FAMILIES) and frame_log
     weights = tmp_path / "a" / "testbed.safetensors"
     model, _ = assemble_testbed(PX, projector_state=weights)
     assert model.model.multi_modal_projector.linear_1.weight.dtype == torch.float32

@@ -88,6 +88,7 @@ class Phase:
     frames: int = 0  # video phases (0: TrainConfig.num_frames)
     batch: int = 0  # 0: DEFAULT_BATCH[kind]
     shape_scale: float = 1.0  # planted shapes x this (a curriculum: large shapes first)
+    families: str = ""  # "+"-joined subset of FAMILIES ("": FRAME_FAMILIES / all of them)
 
     def __post_init__(self):
         if self.kind not in DEFAULT_BATCH:
@@ -95,6 +96,15 @@ class Phase:
                 f"phase kind must be one of {sorted(DEFAULT_BATCH)}, got {self.kind!r}"
             )
         self.frames, self.batch = int(self.frames), int(self.batch or DEFAULT_BATCH[self.kind])
+        unknown = [f for f in self.family_list() if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"phase families must be among {FAMILIES}, got {unknown}")
+
+    def family_list(self) -> tuple[str, ...]:
+        """The families this phase asks (frame and video phases)."""
+        if self.families:
+            return tuple(self.families.split("+"))
+        return FRAME_FAMILIES if self.kind == "frame" else FAMILIES
         if self.steps is not None:
             self.steps = int(self.steps)
 
@@ -307,7 +317,7 @@ class TrainItems(torch.utils.data.Dataset):
             targets = [self.letter_ids[item.answer]]
         elif fmt == "open":
             ids = proc.prompt_ids(open_prompt(item), frames.shape[0])
-            targets = proc._encode(item.options[item.answer])
+            targets = proc.answer_ids(item.options[item.answer])  # the phrase, then end of turn
         else:
             ids = proc.prompt_ids(item.prompt(), frames.shape[0])
             targets = [self.letter_ids[item.answer]]
@@ -395,7 +405,8 @@ def _clips(name: str):
 
 
 def _loss(model, batch, device, spec, dtype, autocast):
-    frames, ids, positions, targets, _ = batch
+    """(mean cross-entropy, [B] first target token right, [B] family index)."""
+    frames, ids, positions, targets, family = batch
     frames = None if frames is None else frames.to(device, non_blocking=True)
     ids, positions, targets = ids.to(device), positions.to(device), targets.to(device)
     with autocast():
@@ -403,8 +414,8 @@ def _loss(model, batch, device, spec, dtype, autocast):
     loss = nn.functional.cross_entropy(
         logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
     )
-    first = (logits[:, 0].argmax(-1) == targets[:, 0]).float().mean()
-    return loss, first
+    first = logits[:, 0].argmax(-1) == targets[:, 0]
+    return loss, first.cpu(), family
 
 
 def _one_thread(_worker: int) -> None:
@@ -466,17 +477,17 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     big = 10**8
     made: dict = {}
 
-    def suites_of(kind: str, frames: int, scale: float = 1.0) -> tuple[SynthVQA, SynthVQA]:
-        """(train, validation) suites of one kind of phase at one frame count and shape scale,
-        made once; each (kind, frames) has its own item seeds."""
-        if (kind, frames, scale) not in made:
-            families = FRAME_FAMILIES if kind == "frame" else FAMILIES
+    def suites_of(kind, frames, scale=1.0, families=FAMILIES) -> tuple[SynthVQA, SynthVQA]:
+        """(train, validation) suites of one kind of phase at one frame count, shape scale and
+        family set, made once; each (kind, frames) has its own item seeds."""
+        key = (kind, frames, scale, families)
+        if key not in made:
             offset = SEED_OFFSETS[kind] + frames
-            made[kind, frames, scale] = (
+            made[key] = (
                 suite(cfg.train_seed + offset, big, frames, families=families, scale=scale),
                 suite(cfg.val_seed + offset, cfg.val_items, frames, families=families, scale=scale),
             )
-        return made[kind, frames, scale]
+        return made[key]
 
     text_suite = suite(cfg.train_seed + SEED_OFFSETS["text"], big, 8, px=56, max_clip=16)
     main_val = suites_of("video", cfg.num_frames)[1]
@@ -512,7 +523,7 @@ def train(cfg: TrainConfig, out_dir) -> dict:
         }
 
     # standardised projector input, statistics from the first frames of the train split
-    frame_train = suites_of("frame", 1)[0]
+    frame_train = suites_of("frame", 1, families=FRAME_FAMILIES)[0]
     stats_frames = torch.stack([frame_train[i].frames[0] for i in range(8)])
     mean, std = feature_stats(model, normalise(stats_frames[None].to(device), spec, dtype)[0])
     standardised = StandardisedInput(model.model.multi_modal_projector.linear_1, mean, std)
@@ -543,7 +554,8 @@ def train(cfg: TrainConfig, out_dir) -> dict:
         opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=0.0)
         steps = phase.steps
         budget = phase.share * cfg.budget_seconds
-        log, losses, accs, vals = [], [], [], []
+        log, losses, vals = [], [], []
+        window = torch.zeros(len(FAMILIES), 2)  # per family: first target token right, samples
         phase_start = time.time()
         t_measure = None
         text_bs = cfg.text_batch if visual else phase.batch
@@ -554,7 +566,9 @@ def train(cfg: TrainConfig, out_dir) -> dict:
         data, phase_val = None, None
         if visual:
             frames = 1 if phase.kind == "frame" else phase.frames or cfg.num_frames
-            data_suite, phase_val = suites_of(phase.kind, frames, phase.shape_scale)
+            data_suite, phase_val = suites_of(
+                phase.kind, frames, phase.shape_scale, phase.family_list()
+            )
             key = (phase.kind, frames)
             data = iter(
                 loader(
@@ -585,29 +599,35 @@ def train(cfg: TrainConfig, out_dir) -> dict:
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * factor
             if visual:
-                loss, acc = _loss(model, next(data), device, spec, dtype, autocast)
+                loss, right, family = _loss(model, next(data), device, spec, dtype, autocast)
                 if text_data is not None:
-                    text_loss, _ = _loss(model, next(text_data), device, spec, dtype, autocast)
+                    text_loss, *_ = _loss(model, next(text_data), device, spec, dtype, autocast)
                     loss = loss + cfg.text_weight * text_loss
             else:
-                loss, acc = _loss(model, next(text_data), device, spec, dtype, autocast)
+                loss, right, family = _loss(model, next(text_data), device, spec, dtype, autocast)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
             losses.append(loss.item())
-            accs.append(acc.item())
+            window.index_add_(0, family, torch.stack([right.float(), torch.ones(len(right))], 1))
             step += 1
             if step % cfg.log_every == 0:
                 entry = {
                     "step": step,
                     "loss": sum(losses[-cfg.log_every :]) / cfg.log_every,
-                    "first_token_acc": sum(accs[-cfg.log_every :]) / cfg.log_every,
+                    "first_token_acc": (window[:, 0].sum() / window[:, 1].sum()).item(),
+                    "first_token_acc_by_family": {
+                        f: round((window[i, 0] / window[i, 1]).item(), 3)
+                        for i, f in enumerate(FAMILIES)
+                        if window[i, 1]
+                    },
                     "grad_norm": float(norm),
                     "lr": opt.param_groups[0]["lr"],
                     "seconds": round(time.time() - start, 1),
                 }
                 log.append(entry)
+                window.zero_()
                 print(f"[train] {phase.kind} {json.dumps(entry)}", flush=True)
             if visual and cfg.val_every and step % cfg.val_every == 0:
                 vals.append({"step": step, **run_validation(phase_val)})
@@ -662,8 +682,9 @@ def train(cfg: TrainConfig, out_dir) -> dict:
 
 def _phase_arg(phase: dict, steps: int) -> str:
     """The ``--phase`` argument that reruns ``phase`` for exactly ``steps`` steps."""
-    keys = ("lr", "lr_lora", "frames", "batch", "shape_scale")
-    return ":".join([phase["kind"], str(steps), *(f"{k}={phase[k]}" for k in keys)])
+    keys = ("lr", "lr_lora", "frames", "batch", "shape_scale", "families")
+    values = [f"{k}={phase[k]}" for k in keys if k != "families" or phase[k]]
+    return ":".join([phase["kind"], str(steps), *values])
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
@@ -673,14 +694,14 @@ def _config_dict(cfg: TrainConfig) -> dict:
 
 
 def parse_phase(text: str) -> Phase:
-    """``KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N][:shape_scale=F]``
-    -> Phase."""
+    """``KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N][:shape_scale=F]
+    [:families=A+B]`` -> Phase."""
     parts = text.split(":")
     phase = {"kind": parts[0]}
     for part in parts[1:]:
         if "=" in part:
             key, value = part.split("=", 1)
-            phase[key] = float(value)
+            phase[key] = value if key == "families" else float(value)
         elif part != "auto":
             phase["steps"] = int(part)
     return Phase(**phase)
@@ -698,7 +719,8 @@ def main(argv=None) -> int:
         action="append",
         type=parse_phase,
         help="KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N]"
-        "[:shape_scale=F], repeatable; KIND: text, frame, video (default: TrainConfig.phases)",
+        "[:shape_scale=F][:families=A+B], repeatable; KIND: text, frame, video "
+        "(default: TrainConfig.phases)",
     )
     defaults = TrainConfig()
     for name in (
