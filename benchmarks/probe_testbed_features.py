@@ -63,14 +63,19 @@ def planted_frames(n: int, px: int, scale: float, seed: int):
 
 
 @torch.no_grad()
-def pooled_features(model, spec, frames, layers, batch: int = 16) -> dict[int, torch.Tensor]:
-    """{layer: [n, 196, D]} pooled patch features of ``frames``."""
+def pooled_features(model, spec, frames, layers, batch: int = 16) -> dict:
+    """{layer: [n, 196, D]} pooled patch features of ``frames``; layer "projector": the
+    projector's output on the layer the model uses (what the LM receives)."""
     out = {layer: [] for layer in layers}
     for i in range(0, len(frames), batch):
         pixels = normalise(frames[i : i + batch][None], spec, torch.float32)[0]
         hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
         for layer in layers:
-            h = hidden[layer][:, 1:]
+            if layer == "projector":
+                used = hidden[model.config.vision_feature_layer][:, 1:]
+                h = model.model.multi_modal_projector(used)
+            else:
+                h = hidden[layer][:, 1:]
             g = int(h.shape[1] ** 0.5)
             h = h.view(-1, g, g, h.shape[-1]).permute(0, 3, 1, 2)
             h = nn.functional.interpolate(h, size=(g // 2, g // 2), mode="bilinear")
@@ -98,14 +103,20 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=600)
     ap.add_argument("--shape-scale", type=float, default=1.0)
     ap.add_argument("--layers", type=int, nargs="+", default=[3, 6, 9, 12])
+    ap.add_argument(
+        "--weights",
+        default="",
+        help="also probe the projector's output with these trained weights (committed or a path)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     start = time.time()
-    model, proc = assemble_testbed(392)
+    model, proc = assemble_testbed(392, projector_state=args.weights or None)
     frames, labels, tokens = planted_frames(args.samples, 392, args.shape_scale, args.seed)
-    feats = pooled_features(model.eval(), proc.spec, frames, args.layers)
+    layers = [*args.layers, "projector"] if args.weights else args.layers
+    feats = pooled_features(model.eval(), proc.spec, frames, layers)
     rows = []
     with torch.enable_grad():
         for layer, f in feats.items():
@@ -120,7 +131,7 @@ def main() -> None:
         + " ".join(
             f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
             for k, v in vars(args).items()
-            if k != "out"
+            if k != "out" and v != ""
         ),
         "samples": args.samples,
         "held_out": args.samples - args.train,
@@ -141,7 +152,8 @@ def main() -> None:
             f"- {args.samples} frames, {report['held_out']} held out; accuracy (%) on those; "
             "chance: colour 14, kind 17, quadrant 25, clip 17",
             "",
-            "| DINOv2 layer | features | colour | kind | quadrant | clip |",
+            "| DINOv2 layer (or the trained projector's output) | features | colour | kind | "
+            "quadrant | clip |",
             "|---|---|---|---|---|---|",
         ]
         for r in rows:
