@@ -96,6 +96,8 @@ class Phase:
                 f"phase kind must be one of {sorted(DEFAULT_BATCH)}, got {self.kind!r}"
             )
         self.frames, self.batch = int(self.frames), int(self.batch or DEFAULT_BATCH[self.kind])
+        if self.steps is not None:
+            self.steps = int(self.steps)
         unknown = [f for f in self.family_list() if f not in FAMILIES]
         if unknown:
             raise ValueError(f"phase families must be among {FAMILIES}, got {unknown}")
@@ -105,8 +107,6 @@ class Phase:
         if self.families:
             return tuple(self.families.split("+"))
         return FRAME_FAMILIES if self.kind == "frame" else FAMILIES
-        if self.steps is not None:
-            self.steps = int(self.steps)
 
 
 @dataclass
