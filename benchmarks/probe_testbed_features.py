@@ -76,10 +76,7 @@ def pooled_features(model, spec, frames, layers, batch: int = 16) -> dict:
                 h = model.model.multi_modal_projector(used)
             else:
                 h = hidden[layer][:, 1:]
-            g = int(h.shape[1] ** 0.5)
-            h = h.view(-1, g, g, h.shape[-1]).permute(0, 3, 1, 2)
-            h = nn.functional.interpolate(h, size=(g // 2, g // 2), mode="bilinear")
-            out[layer].append(h.flatten(2).transpose(1, 2))
+            out[layer].append(model.model.apply_pooling(h))  # OV's own 2x2 pooling
     return {layer: torch.cat(v) for layer, v in out.items()}
 
 
