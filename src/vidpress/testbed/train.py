@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidpress.testbed.build import assemble_testbed
+from vidpress.testbed.build import assemble_testbed, pack_adapters, unpack_adapters
 from vidpress.testbed.synthvqa import FAMILIES, SynthVQA
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -228,8 +228,8 @@ PROJECTOR_1 = "model.multi_modal_projector.linear_1"
 
 
 def export_weights(model, loras: dict[str, LoRALinear], standardised=None) -> dict:
-    """Trained weights as bf16 tensors: projector (standardisation folded in), newline and
-    (scale-folded) adapters."""
+    """Trained weights: projector (standardisation folded in) and newline in bf16, the
+    (scale-folded) adapters packed as int8 (``build.pack_adapters``)."""
     out = {}
     for name, param in model.named_parameters():
         if name.startswith(("model.multi_modal_projector.", "model.image_newline")):
@@ -239,12 +239,17 @@ def export_weights(model, loras: dict[str, LoRALinear], standardised=None) -> di
     for prefix, lora in loras.items():
         out[f"{prefix}.lora_A"] = lora.lora_A.detach().float()
         out[f"{prefix}.lora_B"] = lora.lora_B.detach().float() * lora.scale
-    return {k: v.to("cpu", torch.bfloat16).contiguous() for k, v in out.items()}
+    out = {
+        k: v.cpu() if k.endswith((".lora_A", ".lora_B")) else v.to("cpu", torch.bfloat16)
+        for k, v in out.items()
+    }
+    return pack_adapters(out)
 
 
 @torch.no_grad()
 def load_trained(model, loras: dict[str, LoRALinear], weights: dict, standardised) -> None:
     """Inverse of ``export_weights``: continue training from an exported file."""
+    weights = unpack_adapters(weights)
     params = dict(model.named_parameters())
     for key, value in weights.items():
         if key.endswith((".lora_A", ".lora_B")):
