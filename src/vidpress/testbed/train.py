@@ -5,8 +5,11 @@ What is trained, on what:
   full, uncompressed inputs only. The presses never see training: they are applied afterwards,
   training-free, to this model as to any Video-LLM. Validation: 140 train-split items of another
   seed (disjoint item seeds); the test split is never looked at here.
-- Frozen: the DINOv2 vision tower and the SmolLM2 LM weights. Trained: the projector (384 -> 576
-  -> 576), ``image_newline`` and rank-8 adapters on every linear layer of the LM
+- Frozen: the DINOv2 vision tower and the SmolLM2 LM weights. The projector reads the output of
+  DINOv2 block 9 by default (``vision_feature_layer``; attempt 4's weights read block 12: colour
+  survives better in block 9, ``benchmarks/results/testbed_feature_probe.md``), recorded in the
+  exported weights. Trained: the projector (384 -> 576 -> 576), ``image_newline`` and rank-8
+  adapters on every linear layer of the LM
   (``W x + B A x``), exported as ``<linear>.lora_A`` / ``.lora_B`` (scale folded into B) and merged
   into the LM weights by ``build_testbed``, so the built model is a stock
   ``LlavaOnevisionForConditionalGeneration``. Why adapters: SmolLM2-135M cannot answer multiple
@@ -56,7 +59,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidpress.testbed.build import assemble_testbed, pack_adapters, unpack_adapters
+from vidpress.testbed.build import (
+    FEATURE_LAYER_KEY,
+    TRAINABLE_PREFIXES,
+    assemble_testbed,
+    feature_layer_of,
+    pack_adapters,
+    unpack_adapters,
+)
 from vidpress.testbed.synthvqa import FAMILIES, SynthVQA
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -132,10 +142,12 @@ class TrainConfig:
     train_seed: int = 0
     val_seed: int = 1000
     val_items: int = 140
-    val_every: int = 0  # steps between validations inside a phase (0: at its end only)
+    val_every: int = 0  # steps between validations on the phase's items (0: at its end only)
     test_items: int = 0  # after training: letter accuracy on this many *test* items (0: none);
     # a report only (nothing is selected on it); `vidpress eval` gives the committed numbers
     init_weights: str = ""  # continue from an exported weights file ("" : fresh)
+    init_parts: str = "all"  # of init_weights: "all", or "adapters" (a fresh projector)
+    vision_feature_layer: int = 9  # DINOv2 block output fed to the projector (-1: the 12th)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
@@ -229,27 +241,40 @@ PROJECTOR_1 = "model.multi_modal_projector.linear_1"
 
 def export_weights(model, loras: dict[str, LoRALinear], standardised=None) -> dict:
     """Trained weights: projector (standardisation folded in) and newline in bf16, the
-    (scale-folded) adapters packed as int8 (``build.pack_adapters``)."""
-    out = {}
+    (scale-folded) adapters packed as int8 (``build.pack_adapters``), and the DINOv2 layer they
+    read (``vision_feature_layer``, which ``assemble_testbed`` configures from them)."""
+    out = {FEATURE_LAYER_KEY: torch.tensor([model.config.vision_feature_layer])}
     for name, param in model.named_parameters():
-        if name.startswith(("model.multi_modal_projector.", "model.image_newline")):
+        if name.startswith(TRAINABLE_PREFIXES):
             out[name] = param.detach().float()
     if standardised is not None:
         out[f"{PROJECTOR_1}.weight"], out[f"{PROJECTOR_1}.bias"] = standardised.folded()
     for prefix, lora in loras.items():
         out[f"{prefix}.lora_A"] = lora.lora_A.detach().float()
         out[f"{prefix}.lora_B"] = lora.lora_B.detach().float() * lora.scale
-    out = {
-        k: v.cpu() if k.endswith((".lora_A", ".lora_B")) else v.to("cpu", torch.bfloat16)
+    out = {  # the adapters stay fp32 until packed
+        k: v.to("cpu", torch.bfloat16) if k.startswith(TRAINABLE_PREFIXES) else v.cpu()
         for k, v in out.items()
     }
     return pack_adapters(out)
 
 
 @torch.no_grad()
-def load_trained(model, loras: dict[str, LoRALinear], weights: dict, standardised) -> None:
-    """Inverse of ``export_weights``: continue training from an exported file."""
-    weights = unpack_adapters(weights)
+def load_trained(model, loras, weights: dict, standardised, parts: str = "all") -> None:
+    """Inverse of ``export_weights``: continue training from an exported file. ``parts``:
+    "all", or "adapters" (the LM adapters only: a fresh projector, e.g. on another layer)."""
+    if parts not in ("all", "adapters"):
+        raise ValueError(f"init_parts must be 'all' or 'adapters', got {parts!r}")
+    layer = feature_layer_of(weights)
+    if parts == "all" and layer != model.config.vision_feature_layer:
+        raise ValueError(
+            f"init weights were trained on vision_feature_layer={layer}, this run uses "
+            f"{model.config.vision_feature_layer}: pass init_parts='adapters' (fresh projector) "
+            "or the same layer"
+        )
+    weights = unpack_adapters({k: v for k, v in weights.items() if k != FEATURE_LAYER_KEY})
+    if parts == "adapters":
+        weights = {k: v for k, v in weights.items() if k.endswith((".lora_A", ".lora_B"))}
     params = dict(model.named_parameters())
     for key, value in weights.items():
         if key.endswith((".lora_A", ".lora_B")):
@@ -264,7 +289,7 @@ def load_trained(model, loras: dict[str, LoRALinear], weights: dict, standardise
             params[key].copy_(value.float())
         else:
             raise ValueError(f"init weights: {key!r} is not a trained parameter")
-    if standardised is not None:
+    if standardised is not None and parts == "all":
         standardised.unfold(weights[f"{PROJECTOR_1}.weight"], weights[f"{PROJECTOR_1}.bias"])
 
 
@@ -445,7 +470,9 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     torch.manual_seed(cfg.init_seed)
     dtype = torch.bfloat16 if cuda else torch.float32
 
-    model, processor = assemble_testbed(cfg.frames_px, projector_state=None, seed=cfg.init_seed)
+    model, processor = assemble_testbed(
+        cfg.frames_px, seed=cfg.init_seed, vision_feature_layer=cfg.vision_feature_layer
+    )
     spec = processor.spec
     for p in model.parameters():
         p.requires_grad_(False)
@@ -518,10 +545,11 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
 
-    def run_validation(phase_val: SynthVQA) -> dict:
-        runs = (
-            {"main": main_val} if phase_val is main_val else {"phase": phase_val, "main": main_val}
-        )
+    def run_validation(phase_val: SynthVQA, main: bool = True) -> dict:
+        """On the phase's validation items, and (``main``) on the main ones (32-frame videos)."""
+        runs = {"phase": phase_val} if phase_val is not main_val else {}
+        if main or not runs:
+            runs["main"] = main_val
         return {
             name: validate(model, loader(data, 8), spec, dtype, device, letter_ids, autocast)
             for name, data in runs.items()
@@ -535,13 +563,16 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     loras: dict[str, LoRALinear] = {}
     if cfg.init_weights:
         loras = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.init_seed)
-        load_trained(model, loras, load_file(cfg.init_weights), standardised)
-        setup["init_weights"] = cfg.init_weights
+        load_trained(model, loras, load_file(cfg.init_weights), standardised, cfg.init_parts)
+        setup["init_weights"] = f"{cfg.init_weights} ({cfg.init_parts})"
 
     record = {"config": _config_dict(cfg), "setup": setup, "phases": []}
     next_item: dict = {}
     saved, chosen = {}, None
     for number, phase in enumerate(cfg.phases):
+        if "stopped" in record:  # the hard stop ends the run after the phase it cut
+            record["skipped"] = [asdict(p) for p in cfg.phases[number:]]
+            break
         if phase.lr_lora > 0 and not loras:
             loras = add_lora(
                 model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.init_seed
@@ -587,7 +618,7 @@ def train(cfg: TrainConfig, out_dir) -> dict:
         step = 0
         while steps is None or step < steps:
             if cfg.stop_after_seconds and time.time() - start > cfg.stop_after_seconds:
-                record.setdefault("stopped", []).append(f"{phase.kind} at step {step}")
+                record["stopped"] = f"phase {number + 1} ({phase.kind}) at step {step}"
                 print(f"[train] hard stop in phase {phase.kind} at step {step}", flush=True)
                 break
             if steps is None and step in (MEASURE_FROM, MEASURE_TO):
@@ -635,7 +666,7 @@ def train(cfg: TrainConfig, out_dir) -> dict:
                 window.zero_()
                 print(f"[train] {phase.kind} {json.dumps(entry)}", flush=True)
             if visual and cfg.val_every and step % cfg.val_every == 0:
-                vals.append({"step": step, **run_validation(phase_val)})
+                vals.append({"step": step, **run_validation(phase_val, main=False)})
                 print(f"[train] val {json.dumps(vals[-1])}", flush=True)
         if visual:
             next_item[key] = next_item.get(key, 0) + step * phase.batch
@@ -743,6 +774,8 @@ def main(argv=None) -> int:
         "val_every",
         "test_items",
         "init_weights",
+        "init_parts",
+        "vision_feature_layer",
         "lora_rank",
         "lora_alpha",
         "warmup",
