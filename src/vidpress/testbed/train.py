@@ -25,6 +25,7 @@ What is trained, on what:
   videos of ``frames`` frames, every family. Frame and video items are half multiple choice
   (target: the letter) and half open-ended (the question alone; targets: the answer phrase's
   tokens, a denser grounding signal), plus a small text batch each step to keep the binding.
+  A family named twice in a phase's ``families`` is asked twice as often.
 - Objective: cross-entropy at the target positions; the letter is read at the last prompt
   position, the position the evaluation scores (``vidpress.evaluation.scoring``).
 - Batching: sequences are right-padded and run without an attention mask: causal attention means
@@ -74,6 +75,8 @@ FRAME_FAMILIES = ("needle_color", "needle_shape", "position", "scene")  # askabl
 WEIGHTS_FILE = "testbed.safetensors"
 MEASURE_FROM, MEASURE_TO = 4, 14  # steps timed to size a phase with steps=None
 DEFAULT_BATCH = {"text": 32, "frame": 64, "video": 8}
+# one-frame items asking a shape's colour / kind twice as often as its quadrant or the scene
+SHAPES_2X = "needle_color+needle_shape+needle_color+needle_shape+position+scene"
 SEED_OFFSETS = {"text": 2, "frame": 100, "video": 200}  # + frames: item seeds of a phase kind
 
 
@@ -98,6 +101,7 @@ class Phase:
     frames: int = 0  # video phases (0: TrainConfig.num_frames)
     batch: int = 0  # 0: DEFAULT_BATCH[kind]
     shape_scale: float = 1.0  # planted shapes x this (a curriculum: large shapes first)
+    schedule: int = 0  # steps of the learning-rate schedule (0: steps; more: a phase cut short)
     families: str = ""  # "+"-joined subset of FAMILIES ("": FRAME_FAMILIES / all of them)
 
     def __post_init__(self):
@@ -106,6 +110,7 @@ class Phase:
                 f"phase kind must be one of {sorted(DEFAULT_BATCH)}, got {self.kind!r}"
             )
         self.frames, self.batch = int(self.frames), int(self.batch or DEFAULT_BATCH[self.kind])
+        self.schedule = int(self.schedule)
         if self.steps is not None:
             self.steps = int(self.steps)
         unknown = [f for f in self.family_list() if f not in FAMILIES]
@@ -122,13 +127,12 @@ class Phase:
 @dataclass
 class TrainConfig:
     phases: list[Phase] = field(
-        default_factory=lambda: [
+        default_factory=lambda: [  # attempt 5's recipe, after the text binding of attempt 3
             Phase("text", steps=120, lr=0.0, lr_lora=1e-3),
-            Phase("frame", share=0.2, lr_lora=2e-3, shape_scale=2.5),
-            Phase("frame", share=0.15, lr_lora=2e-3, shape_scale=1.6),
-            Phase("frame", share=0.2, lr_lora=1e-3),
-            Phase("video", share=0.25, frames=8, batch=32),
-            Phase("video", share=0.2, frames=32, batch=8),
+            Phase("frame", share=0.2, lr=5e-3, lr_lora=2e-3, shape_scale=2, families=SHAPES_2X),
+            Phase("frame", share=0.25, lr=3e-3, lr_lora=2e-3, families=SHAPES_2X),
+            Phase("video", share=0.3, lr=2e-3, lr_lora=1e-3, frames=8, batch=32),
+            Phase("video", share=0.25, lr=1e-3, lr_lora=7e-4, frames=32, batch=8),
         ]
     )
     budget_seconds: float = 380.0
@@ -631,7 +635,7 @@ def train(cfg: TrainConfig, out_dir) -> dict:
                     remaining = budget - (time.time() - phase_start)
                     steps = max(MEASURE_TO + 1, MEASURE_TO + int(remaining / rate))
                     print(f"[train] {phase.kind}: {rate:.3f} s/step -> {steps} steps", flush=True)
-            factor = lr_factor(step, steps, cfg.warmup, cfg.min_lr_ratio)
+            factor = lr_factor(step, phase.schedule or steps, cfg.warmup, cfg.min_lr_ratio)
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * factor
             if visual:
@@ -683,6 +687,7 @@ def train(cfg: TrainConfig, out_dir) -> dict:
             {
                 "phase": asdict(phase),
                 "steps_run": step,
+                "schedule_steps": phase.schedule or steps,
                 "visual_items_seen": step * phase.batch if visual else 0,
                 "text_items_seen": step * text_bs if text_data is not None else 0,
                 "seconds": round(time.time() - phase_start, 1),
@@ -708,7 +713,9 @@ def train(cfg: TrainConfig, out_dir) -> dict:
         print(f"[train] test split (report only): {json.dumps(record['test_report'])}", flush=True)
     standardised.remove()
     record["chosen"] = chosen
-    record["reproduce"] = [_phase_arg(p["phase"], p["steps_run"]) for p in record["phases"]]
+    record["reproduce"] = [
+        _phase_arg(p["phase"], p["steps_run"], p["schedule_steps"]) for p in record["phases"]
+    ]
     record["total_seconds"] = round(time.time() - start, 1)
     record["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"
     record["torch"] = torch.__version__
@@ -716,10 +723,15 @@ def train(cfg: TrainConfig, out_dir) -> dict:
     return record
 
 
-def _phase_arg(phase: dict, steps: int) -> str:
-    """The ``--phase`` argument that reruns ``phase`` for exactly ``steps`` steps."""
-    keys = ("lr", "lr_lora", "frames", "batch", "shape_scale", "families")
-    values = [f"{k}={phase[k]}" for k in keys if k != "families" or phase[k]]
+def _phase_arg(phase: dict, steps: int, schedule: int | None = None) -> str:
+    """The ``--phase`` argument that reruns ``phase`` for exactly ``steps`` steps, on the
+    learning-rate ``schedule`` it ran on when that was longer (the hard stop cut it short)."""
+    keys = ("lr", "lr_lora", "frames", "batch", "shape_scale")
+    values = [f"{k}={phase[k]}" for k in keys]
+    if schedule is not None and schedule != steps:
+        values.append(f"schedule={schedule}")
+    if phase["families"]:
+        values.append(f"families={phase['families']}")
     return ":".join([phase["kind"], str(steps), *values])
 
 
@@ -731,7 +743,7 @@ def _config_dict(cfg: TrainConfig) -> dict:
 
 def parse_phase(text: str) -> Phase:
     """``KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N][:shape_scale=F]
-    [:families=A+B]`` -> Phase."""
+    [:schedule=N][:families=A+B]`` -> Phase."""
     parts = text.split(":")
     phase = {"kind": parts[0]}
     for part in parts[1:]:
@@ -755,7 +767,7 @@ def main(argv=None) -> int:
         action="append",
         type=parse_phase,
         help="KIND[:STEPS|auto][:share=F][:lr=F][:lr_lora=F][:frames=N][:batch=N]"
-        "[:shape_scale=F][:families=A+B], repeatable; KIND: text, frame, video "
+        "[:shape_scale=F][:schedule=N][:families=A+B], repeatable; KIND: text, frame, video "
         "(default: TrainConfig.phases)",
     )
     defaults = TrainConfig()
