@@ -13,7 +13,7 @@
   (a dict or file from ``vidpress.testbed.train``; it may also hold low-rank LM adapters,
   ``<linear>.lora_A`` / ``.lora_B``, merged into the LM weights here so the model stays a stock
   one), or ``"committed"``: ``vidpress/testbed/weights/testbed.safetensors`` (trained on SynthVQA:
-  66% on its test split, count / position / motion still weak; see
+  70.7% on its test split, position still at chance; see
   benchmarks/results/synthvqa_training.md).
 
 The output folder loads with ``LlavaOnevisionForConditionalGeneration.from_pretrained(dir)`` and
