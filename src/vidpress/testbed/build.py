@@ -158,6 +158,18 @@ def feature_layer_of(weights: dict) -> int:
     return DEFAULT_FEATURE_LAYER if layer is None else int(layer)
 
 
+def weights_for_layer(weights: dict, model, hint: str) -> dict:
+    """``weights`` without their ``vision_feature_layer`` entry, after checking that it is the
+    model's; ``hint`` ends the error message (what to do instead)."""
+    layer = feature_layer_of(weights)
+    if layer != model.config.vision_feature_layer:
+        raise ValueError(
+            f"weights trained on vision_feature_layer={layer}, the model uses "
+            f"{model.config.vision_feature_layer}: {hint}"
+        )
+    return {k: v for k, v in weights.items() if k != FEATURE_LAYER_KEY}
+
+
 def load_projector_state(model, projector_state) -> None:
     """Load trained projector / image_newline weights (a dict or a .safetensors / .pt path).
 
@@ -167,15 +179,9 @@ def load_projector_state(model, projector_state) -> None:
     merged: ``W += B @ A`` (in fp32); they may be packed as int8 (``pack_adapters``). An optional
     ``vision_feature_layer`` entry must match the model's config. Unknown keys raise ValueError.
     """
-    projector_state = read_weights(projector_state)
-    layer = feature_layer_of(projector_state)
-    projector_state.pop(FEATURE_LAYER_KEY, None)
-    if layer != model.config.vision_feature_layer:
-        raise ValueError(
-            f"projector_state was trained on vision_feature_layer={layer}, the model uses "
-            f"{model.config.vision_feature_layer}; assemble it with assemble_testbed(weights)"
-        )
-    projector_state = unpack_adapters(projector_state)
+    projector_state = unpack_adapters(
+        weights_for_layer(read_weights(projector_state), model, "assemble it with assemble_testbed")
+    )
     params = dict(model.named_parameters())
     lora = {}
     with torch.no_grad():

@@ -62,11 +62,12 @@ from torch import nn
 
 from vidpress.testbed.build import (
     FEATURE_LAYER_KEY,
+    LORA_SUFFIXES,
     TRAINABLE_PREFIXES,
     assemble_testbed,
-    feature_layer_of,
     pack_adapters,
     unpack_adapters,
+    weights_for_layer,
 )
 from vidpress.testbed.synthvqa import FAMILIES, SynthVQA
 
@@ -269,19 +270,14 @@ def load_trained(model, loras, weights: dict, standardised, parts: str = "all") 
     "all", or "adapters" (the LM adapters only: a fresh projector, e.g. on another layer)."""
     if parts not in ("all", "adapters"):
         raise ValueError(f"init_parts must be 'all' or 'adapters', got {parts!r}")
-    layer = feature_layer_of(weights)
-    if parts == "all" and layer != model.config.vision_feature_layer:
-        raise ValueError(
-            f"init weights were trained on vision_feature_layer={layer}, this run uses "
-            f"{model.config.vision_feature_layer}: pass init_parts='adapters' (fresh projector) "
-            "or the same layer"
-        )
-    weights = unpack_adapters({k: v for k, v in weights.items() if k != FEATURE_LAYER_KEY})
-    if parts == "adapters":
-        weights = {k: v for k, v in weights.items() if k.endswith((".lora_A", ".lora_B"))}
+    if parts == "all":
+        hint = "pass init_parts='adapters' (fresh projector) or the same layer"
+        weights = unpack_adapters(weights_for_layer(weights, model, hint))
+    else:
+        weights = {k: v for k, v in unpack_adapters(weights).items() if k.endswith(LORA_SUFFIXES)}
     params = dict(model.named_parameters())
     for key, value in weights.items():
-        if key.endswith((".lora_A", ".lora_B")):
+        if key.endswith(LORA_SUFFIXES):
             lora = loras.get(key.rsplit(".", 1)[0])
             if lora is None:
                 raise ValueError(f"init weights: adapter {key!r} has no matching LoRA layer")
