@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidpress.adapters.llava_onevision import selected_features
 from vidpress.testbed import assemble_testbed
 from vidpress.testbed.synthvqa import COLORS, SHAPES, SIZE_RANGE, Shape, box_side, stamp
 from vidpress.testbed.train import normalise
@@ -72,7 +73,10 @@ def pooled_features(model, spec, frames, layers, batch: int = 16) -> dict:
         hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
         for layer in layers:
             if layer == "projector":
-                used = hidden[model.config.vision_feature_layer][:, 1:]
+                cfg = model.config
+                used = selected_features(
+                    hidden, cfg.vision_feature_layer, cfg.vision_feature_select_strategy
+                )
                 h = model.model.multi_modal_projector(used)
             else:
                 h = hidden[layer][:, 1:]

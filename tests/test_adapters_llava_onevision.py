@@ -10,6 +10,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 import tiny_models as tm
 import vidpress
 from vidpress.adapters.base import Timer
+from vidpress.adapters.llava_onevision import scored_layer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -46,10 +47,12 @@ def test_scores_match_the_eager_attention_of_the_projector_layer(vision):
     assert video.tokens.shape == (4, 16, 32) and video.grid == (4, 4)
 
 
-def test_frame_drop_equals_the_stock_model_on_the_kept_frames():
+@pytest.mark.parametrize(("vision", "layer"), [("siglip", -1), ("dinov2", [0, -1])])
+def test_frame_drop_equals_the_stock_model_on_the_kept_frames(vision, layer):
     """An outer stage that keeps whole frames gives exactly the stock model's logits on a
-    prompt made of those frames only (newline kept, contiguous positions)."""
-    model = tm.llava_onevision()
+    prompt made of those frames only (newline kept, contiguous positions); also with several
+    ``vision_feature_layer``s, whose outputs the projector reads concatenated."""
+    model = tm.llava_onevision(vision=vision, layer=layer)
     prompt = tm.ov_prompt(frames=4)
     with vidpress.FrameDropPress(retention=0.5)(model) as run:
         logits = model(**tm.ov_batch([prompt])).logits
@@ -58,6 +61,12 @@ def test_frame_drop_equals_the_stock_model_on_the_kept_frames():
     short["ids"] = [t for t in prompt["ids"] if t != tm.OV_VIDEO]
     short["ids"][3:3] = [tm.OV_VIDEO] * (2 * 16 + 1)
     torch.testing.assert_close(logits, model(**tm.ov_batch([short])).logits, rtol=0, atol=1e-6)
+
+
+def test_the_deepest_selected_layer_is_scored():
+    assert scored_layer(-1, 12) == 11 and scored_layer(9, 12) == 8
+    assert scored_layer([0, 9], 12) == 8 and scored_layer([3, -1], 12) == 11
+    assert scored_layer(0, 12) == -1  # the patch embeddings: no attention (the adapter raises)
 
 
 def test_rows_and_positions_of_the_compressed_prompt():

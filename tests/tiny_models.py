@@ -35,9 +35,11 @@ QW_IMAGE, QW_VIDEO, QW_START, QW_END = 150, 151, 152, 153
 QW_PATCH = 4
 
 
-def llava_onevision(attn: str = "sdpa", vision: str = "siglip", seed: int = 0, text: str = "qwen2"):
+def llava_onevision(
+    attn: str = "sdpa", vision: str = "siglip", seed: int = 0, text: str = "qwen2", layer=-1
+):
     """A tiny LlavaOnevisionForConditionalGeneration (vision "siglip" or "dinov2", text "qwen2"
-    or "llama", the testbed's combination)."""
+    or "llama", the testbed's combination; ``layer``: its ``vision_feature_layer``)."""
     if vision == "siglip":
         vision_config = dict(model_type="siglip_vision_model", num_hidden_layers=2)
         strategy = "full"
@@ -56,7 +58,7 @@ def llava_onevision(attn: str = "sdpa", vision: str = "siglip", seed: int = 0, t
         text_config=dict(model_type=text, vocab_size=128, **TEXT),
         image_token_id=OV_IMAGE,
         video_token_id=OV_VIDEO,
-        vision_feature_layer=-1,
+        vision_feature_layer=layer,
         vision_feature_select_strategy=strategy,
     )
     config._attn_implementation = attn

@@ -39,6 +39,25 @@ def _pool(x: torch.Tensor, side: int) -> torch.Tensor:
     return pooled.permute(0, 2, 3, 1).reshape(frames, small * small, channels)
 
 
+def selected_features(
+    hidden_states: tuple[torch.Tensor, ...], feature_layer: int | list[int], strategy: str
+) -> torch.Tensor:
+    """What the stock projector reads: ``hidden_states[feature_layer]`` [F, L, C], or with a list
+    of layers their concatenation [F, L, C * len(list)]; CLS dropped with the "default" strategy."""
+    if isinstance(feature_layer, int):
+        selected = hidden_states[feature_layer]
+    else:
+        selected = torch.cat([hidden_states[i] for i in feature_layer], dim=-1)
+    return selected[:, 1:] if strategy == "default" else selected
+
+
+def scored_layer(feature_layer: int | list[int], num_layers: int) -> int:
+    """Index of the encoder layer whose attention is scored: the one whose output is the
+    (deepest) selected hidden state; ``hidden_states[i]`` is the output of layer ``i - 1``."""
+    layers = feature_layer if isinstance(feature_layer, list) else [feature_layer]
+    return max(i % (num_layers + 1) for i in layers) - 1
+
+
 class LlavaOnevisionAdapter(VideoAdapter):
     model_type = "llava_onevision"
     model_class = "LlavaOnevisionForConditionalGeneration"
@@ -67,8 +86,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
             raise ValueError(
                 f"cannot find the encoder layers of vision tower {type(tower).__name__}"
             )
-        chosen = max(feature_layer) if isinstance(feature_layer, list) else feature_layer
-        index = chosen % (len(layers) + 1) - 1  # hidden_states[i] is the output of layer i - 1
+        index = scored_layer(feature_layer, len(layers))
         if index < 0:
             raise ValueError(
                 f"vision_feature_layer={feature_layer} selects the patch embeddings; vision scores "
@@ -145,12 +163,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
         base = self.model.model
         videos, frames = pixels.shape[:2]
         out = base.vision_tower(pixels.flatten(0, 1), output_hidden_states=True, return_dict=True)
-        if isinstance(feature_layer, int):
-            selected = out.hidden_states[feature_layer]
-        else:
-            selected = torch.cat([out.hidden_states[i] for i in feature_layer], dim=-1)
-        if strategy == "default":
-            selected = selected[:, 1:]
+        selected = selected_features(out.hidden_states, feature_layer, strategy)
         features = base.multi_modal_projector(selected)
         side = (
             self.model.config.vision_config.image_size // self.model.config.vision_config.patch_size

