@@ -9,7 +9,8 @@ Frames: one frame per sample from the train half of the six clips (392 px), one 
 (a mean of four patches). Probes (multinomial logistic regression, full batch, fixed steps):
 "token": the pooled token under the shape's centre (an oracle location: what a model that found
 the shape could read there); "mean": the mean of all 196 tokens (what uniform attention reads).
-Accuracy on held-out samples; chance: colour 1/7, kind 1/6, quadrant 1/4, clip 1/6.
+Accuracy on held-out samples; chance: colour 1/7, kind 1/6, quadrant 1/4, row and column (the
+shape's half of the frame, top / bottom and left / right) 1/2, clip 1/6.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from vidpress.testbed.synthvqa import COLORS, SHAPES, SIZE_RANGE, Shape, box_sid
 from vidpress.testbed.train import normalise
 from vidpress.testbed.video import default_clips, load_clip
 
-TARGETS = ("colour", "kind", "quadrant", "clip")
+TARGETS = ("colour", "kind", "quadrant", "row", "column", "clip")  # row: top / bottom half
 
 
 def planted_frames(n: int, px: int, scale: float, seed: int):
@@ -55,6 +56,8 @@ def planted_frames(n: int, px: int, scale: float, seed: int):
         labels["colour"].append(list(COLORS).index(shape.color))
         labels["kind"].append(SHAPES.index(shape.kind))
         labels["quadrant"].append(2 * (cy >= px // 2) + (cx >= px // 2))
+        labels["row"].append(int(cy >= px // 2))
+        labels["column"].append(int(cx >= px // 2))
         labels["clip"].append(c)
     return (
         torch.stack(frames),
@@ -136,7 +139,8 @@ def main() -> None:
         ),
         "samples": args.samples,
         "held_out": args.samples - args.train,
-        "chance": {"colour": 1 / 7, "kind": 1 / 6, "quadrant": 1 / 4, "clip": 1 / 6},
+        "chance": {"colour": 1 / 7, "kind": 1 / 6, "quadrant": 1 / 4, "row": 1 / 2, "column": 1 / 2}
+        | {"clip": 1 / 6},
         "rows": rows,
         "seconds": round(time.time() - start, 1),
         "torch": torch.__version__,
@@ -151,11 +155,11 @@ def main() -> None:
             f"- machine: CPU (2 cores), torch {torch.__version__}; {report['date']}; "
             f"{report['seconds']} s",
             f"- {args.samples} frames, {report['held_out']} held out; accuracy (%) on those; "
-            "chance: colour 14, kind 17, quadrant 25, clip 17",
+            "chance: colour 14, kind 17, quadrant 25, row / column (which half) 50, clip 17",
             "",
             "| DINOv2 layer (or the trained projector's output) | features | colour | kind | "
-            "quadrant | clip |",
-            "|---|---|---|---|---|---|",
+            "quadrant | row | column | clip |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             cells = " | ".join(f"{100 * r[t]:.0f}" for t in TARGETS)
