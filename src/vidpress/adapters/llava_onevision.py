@@ -39,6 +39,11 @@ def _pool(x: torch.Tensor, side: int) -> torch.Tensor:
     return pooled.permute(0, 2, 3, 1).reshape(frames, small * small, channels)
 
 
+def feature_layers(feature_layer: int | list[int]) -> list[int]:
+    """A ``vision_feature_layer`` (one index or several) as a list of indices."""
+    return [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
+
+
 def selected_features(
     hidden_states: tuple[torch.Tensor, ...], feature_layer: int | list[int], strategy: str
 ) -> torch.Tensor:
@@ -54,8 +59,7 @@ def selected_features(
 def scored_layer(feature_layer: int | list[int], num_layers: int) -> int:
     """Index of the encoder layer whose attention is scored: the one whose output is the
     (deepest) selected hidden state; ``hidden_states[i]`` is the output of layer ``i - 1``."""
-    layers = feature_layer if isinstance(feature_layer, list) else [feature_layer]
-    return max(i % (num_layers + 1) for i in layers) - 1
+    return max(i % (num_layers + 1) for i in feature_layers(feature_layer)) - 1
 
 
 class LlavaOnevisionAdapter(VideoAdapter):

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from vidpress.adapters.llava_onevision import feature_layers
+
 from .convert_dinov2 import dinov2_small_config, dinov2_state_for_size, load_dinov2_state
 from .convert_smollm2 import load_smollm2
 from .processor import FrameSpec, TestbedProcessor
@@ -159,13 +161,17 @@ def feature_layer_of(weights: dict) -> FeatureLayer:
     entry = weights.get(FEATURE_LAYER_KEY)
     if entry is None:
         return DEFAULT_FEATURE_LAYER
-    layers = [int(v) for v in entry.flatten()]
+    return as_feature_layer([int(v) for v in entry.flatten()])
+
+
+def as_feature_layer(layers: list[int]) -> FeatureLayer:
+    """One layer as an int (the stock config's form), several as a list."""
     return layers[0] if len(layers) == 1 else layers
 
 
 def feature_layer_entry(layer: FeatureLayer) -> torch.Tensor:
     """The weights' ``vision_feature_layer`` entry for ``layer`` (``feature_layer_of`` inverted)."""
-    return torch.tensor(layer if isinstance(layer, list) else [layer])
+    return torch.tensor(feature_layers(layer))
 
 
 def weights_for_layer(weights: dict, model, hint: str) -> dict:

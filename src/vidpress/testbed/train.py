@@ -62,12 +62,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidpress.adapters.llava_onevision import selected_features
+from vidpress.adapters.llava_onevision import feature_layers, selected_features
 from vidpress.testbed.build import (
     FEATURE_LAYER_KEY,
     LORA_SUFFIXES,
     TRAINABLE_PREFIXES,
     FeatureLayer,
+    as_feature_layer,
     assemble_testbed,
     feature_layer_entry,
     feature_layer_of,
@@ -279,7 +280,7 @@ def widen_projector_input(
     weight [out, width * len(new)] for the layers ``new`` (which include them): each old layer's
     columns move to its place in ``new``; the added layers' columns are zero, so the projector
     computes the same function until training gives them weight."""
-    old, new = ([x] if isinstance(x, int) else list(x) for x in (old, new))
+    old, new = feature_layers(old), feature_layers(new)
     if missing := [layer for layer in old if layer not in new]:
         raise ValueError(
             f"init_parts='widen' adds layers: vision_feature_layer={new} lacks {missing}, "
@@ -793,8 +794,7 @@ def parse_phase(text: str) -> Phase:
 
 def parse_feature_layer(text: str) -> FeatureLayer:
     """``9`` -> 9; ``0,9`` -> [0, 9] (the layers' outputs concatenated)."""
-    layers = [int(v) for v in text.split(",")]
-    return layers[0] if len(layers) == 1 else layers
+    return as_feature_layer([int(v) for v in text.split(",")])
 
 
 def main(argv=None) -> int:
