@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Move the testbed's pretrained parts to the GPU machine (device tool), see OFFLINE_ASSETS.md.
 #
-#   bash scripts/device_assets.sh pack      # here: .carry/part00..03 (each <= 57 MiB: with the
-#                                           # ~7 MiB tree, a call stays under the 64 MiB limit)
+#   bash scripts/device_assets.sh pack      # here: .carry/part00..03 (each <= 52 MiB: with the
+#                                           # ~8 MiB tree, a call stays under the 64 MiB limit)
 #   bash scripts/device_assets.sh put N     # there: copy .carry/part0N to /root/vpa (one call each,
 #                                           # back-to-back, naming .carry/part0N in `carry`)
 #   source scripts/device_assets.sh env     # there: unpack once, then set PYTHONPATH/VIDPRESS_CACHE
@@ -41,7 +41,7 @@ PYEOF
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .carry/stage/whl av==18.1.0 gguf==0.19.0
   tar -cf .carry/assets.tar -C .carry/stage .
-  split -b 57M -d .carry/assets.tar .carry/part
+  split -b 52M -d .carry/assets.tar .carry/part
   rm -rf .carry/stage .carry/assets.tar
   ls -la .carry
   ;;

@@ -98,3 +98,18 @@ def test_summary_bars_and_reports(tmp_path):
     text = paths[1].read_text()
     assert "| Unified | " in text and "Ablation at 2%" in text and "All bars met: **yes**" in text
     assert json.loads(paths[0].read_text())["configs"][0]["name"] == "none"
+
+
+def test_plot_panels_follow_the_rows(tmp_path):
+    """Extra configurations alone still get a plot (their bars); the uncompressed row alone gets
+    none, and the markdown then links no image."""
+    summary = _fake_summary()
+    custom = [dict(c, group="custom") for c in summary["configs"] if c["name"] == "unified@2/1"]
+    only_custom = {**summary, "configs": [summary["configs"][0], *custom]}
+    assert R.plot_results(only_custom, tmp_path / "custom.png")
+    assert (tmp_path / "custom.png").stat().st_size > 0
+    only_base = {"run": R.run_header(["vidpress", "eval"]), "suite": {}, **summary}
+    only_base["configs"] = summary["configs"][:1]
+    paths = R.write_results(only_base, tmp_path, "base")
+    assert [p.suffix for p in paths] == [".json", ".md"]
+    assert "![" not in paths[1].read_text()

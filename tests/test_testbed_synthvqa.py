@@ -162,3 +162,17 @@ def test_family_subsets_one_frame_and_shape_scale(clips):
         S.SynthVQA(clips, num_frames=1, families=("count",))
     with pytest.raises(ValueError, match="shape_scale"):
         S.SynthVQA(clips, shape_scale=3.0)
+
+
+def test_first_indices_per_family(clips):
+    """The diagnostics' balanced sample: the first k items of each asked family, ascending."""
+    suite = make(clips, size=28)
+    picked = suite.first_indices(2, ("count", "scene"))
+    assert picked == sorted(picked) and len(picked) == 4
+    assert collections.Counter(suite.family_of(i) for i in picked) == {"count": 2, "scene": 2}
+    for i in picked:  # nothing of that family comes earlier than the ones picked
+        earlier = [j for j in range(i) if suite.family_of(j) == suite.family_of(i)]
+        assert all(j in picked for j in earlier)
+    assert len(suite.first_indices(1)) == len(S.FAMILIES)
+    with pytest.raises(ValueError, match="families"):
+        suite.first_indices(1, ("colour",))

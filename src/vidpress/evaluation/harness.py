@@ -97,8 +97,12 @@ def evaluate_items(
     deadline: float | None = None,
     progress_every: int = 0,
     tag: str = "",
+    on_stats=None,
 ) -> dict:
     """Evaluate ``configs`` on the suite items ``indices``; returns the raw records.
+
+    ``on_stats(config, items, stats)``, if given, sees each compressed prefill's ``CallStats``
+    (what stage 1 kept, per item of the batch) as it happens.
 
     Returns {"items": {index: {"family", "answer", "tokens"}}, "configs": {name: ConfigRecord},
     "tower_runs": int, "reuses": int, "stopped_early": bool}.
@@ -137,6 +141,8 @@ def evaluate_items(
                     with press(model) as run:
                         logits = model(**inputs, logits_to_keep=1).logits[:, -1]
                     stats = run.stats[-1]
+                    if on_stats is not None:
+                        on_stats(cfg, batch, stats)
                 pred = letter_scores(logits, ids).argmax(-1).tolist()
                 _sync(device)
                 rec.forward_ms += (time.perf_counter() - t0) * 1e3

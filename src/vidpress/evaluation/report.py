@@ -170,8 +170,42 @@ def markdown(result: dict, png_name: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _grid_panel(ax, main: list[dict], base: float | None, n: int) -> None:
+    """Accuracy vs retention, one line per press."""
+    for label in dict.fromkeys(c["label"] for c in main):
+        pts = sorted((c["row"], c["accuracy"]) for c in main if c["label"] == label)
+        style = (
+            {"linewidth": 2.6, "marker": "o"} if label.startswith("Unified") else {"marker": "."}
+        )
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], label=label, **style)
+    if base is not None:
+        ax.axhline(100 * base, color="black", linestyle="--", linewidth=1, label="Uncompressed")
+        ax.axhline(90 * base, color="grey", linestyle=":", linewidth=1, label="90% of uncompressed")
+    ax.axhline(25, color="red", linestyle=":", linewidth=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("visual tokens entering the LLM (%; FastV: kept after layer K)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"SynthVQA ({n} items)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _bar_panel(ax, labels: list[str], accuracies: list[float], base, title: str) -> None:
+    """Horizontal accuracy bars, the uncompressed accuracy as a dashed line."""
+    ax.barh(labels, [100 * a for a in accuracies], color="tab:blue")
+    if base is not None:
+        ax.axvline(100 * base, color="black", linestyle="--", linewidth=1)
+    ax.axvline(25, color="red", linestyle=":", linewidth=1)
+    ax.set_xlabel("accuracy (%)")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+
+
 def plot_results(result: dict, path) -> bool:
-    """Accuracy vs retention per press (+ ablation bars). False when matplotlib is missing."""
+    """Accuracy vs retention per press, the ablation bars and the extra (--config) configurations'
+    bars, each panel when the result has its rows. False when there is nothing to plot or
+    matplotlib is missing."""
     try:
         import matplotlib
 
@@ -180,42 +214,30 @@ def plot_results(result: dict, path) -> bool:
     except ImportError:
         return False
     configs = result["configs"]
+    base = result.get("uncompressed_accuracy")
     main = [c for c in configs if c["group"] == "main" and c["press"] is not None]
+    custom = [c for c in configs if c["group"] == "custom" and c["press"] is not None]
     rows = {c["name"]: c for c in configs}
     ablation_specs = ablation_configs()
     ablation = [rows.get(a.name) for a in ablation_specs]
-    has_ablation = all(a is not None for a in ablation)
-    fig, axes = plt.subplots(
-        1, 2 if has_ablation else 1, figsize=(13 if has_ablation else 7.5, 4.8), squeeze=False
-    )
-    ax = axes[0, 0]
-    for label in dict.fromkeys(c["label"] for c in main):
-        pts = sorted((c["row"], c["accuracy"]) for c in main if c["label"] == label)
-        style = (
-            {"linewidth": 2.6, "marker": "o"} if label.startswith("Unified") else {"marker": "."}
-        )
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], label=label, **style)
-    base = result.get("uncompressed_accuracy")
-    if base is not None:
-        ax.axhline(100 * base, color="black", linestyle="--", linewidth=1, label="Uncompressed")
-        ax.axhline(90 * base, color="grey", linestyle=":", linewidth=1, label="90% of uncompressed")
-    ax.axhline(25, color="red", linestyle=":", linewidth=1, label="chance")
-    ax.set_xscale("log")
-    ax.set_xlabel("visual tokens entering the LLM (%; FastV: kept after layer K)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"SynthVQA ({configs[0]['n'] if configs else 0} items)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    if has_ablation:
-        ax = axes[0, 1]
+    panels = []
+    if main:
+        panels.append(lambda ax: _grid_panel(ax, main, base, configs[0]["n"]))
+    if all(a is not None for a in ablation):
         labels = [a.label for a in ablation_specs]
-        ax.barh(labels, [100 * a["accuracy"] for a in ablation], color="tab:blue")
-        if base is not None:
-            ax.axvline(100 * base, color="black", linestyle="--", linewidth=1)
-        ax.set_xlabel("accuracy (%)")
-        ax.set_title("Stage-1 ablation, 2% without merging")
-        ax.invert_yaxis()
-        ax.grid(alpha=0.3, axis="x")
+        accuracies = [a["accuracy"] for a in ablation]
+        panels.append(
+            lambda ax: _bar_panel(ax, labels, accuracies, base, "Stage-1 ablation, 2% w/o merging")
+        )
+    if custom:
+        labels = [c["name"] for c in custom]
+        accuracies = [c["accuracy"] for c in custom]
+        panels.append(lambda ax: _bar_panel(ax, labels, accuracies, base, "Extra configurations"))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    for draw, ax in zip(panels, axes[0], strict=True):
+        draw(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -408,6 +408,20 @@ class SynthVQA:
         block = np.random.default_rng([SPLITS[self.split], self.seed, index // n])
         return self.families[int(block.permutation(n)[index % n])]
 
+    def first_indices(self, per_family: int, families: tuple[str, ...] | None = None) -> list[int]:
+        """The first ``per_family`` item indices of each family in ``families`` (default: all the
+        suite asks), ascending: a small balanced sample for diagnostics."""
+        families = self.families if families is None else tuple(families)
+        unknown = [f for f in families if f not in self.families]
+        if unknown:
+            raise ValueError(f"families must be a subset of {self.families}, got {unknown}")
+        wanted: dict[str, list[int]] = {f: [] for f in families}
+        for index in range(self.size):
+            picked = wanted.get(self.family_of(index))
+            if picked is not None and len(picked) < per_family:
+                picked.append(index)
+        return sorted(i for picked in wanted.values() for i in picked)
+
     def __getitem__(self, index: int) -> SynthVQAItem:
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for a split of {self.size}")
