@@ -113,6 +113,38 @@ def test_gate_keeps_no_two_selected_tokens_above_tau():
     assert set(admitted.tolist()) <= set(torch.nonzero(res.assignment >= 0).squeeze(1).tolist())
 
 
+def test_centred_gate_sees_past_a_common_component():
+    """Tokens sharing one large offset (every pair at cosine ~0.9): the plain gate admits a handful
+    and hands the rest of the selected slots to the clusters; the centred gate admits all of
+    them, no two above tau once the offset is removed. On tokens whose mean is already zero the
+    two gates are the same."""
+    tokens, scores = video(8, 16, seed=3)
+    tokens = tokens - tokens.reshape(-1, 8).mean(dim=0)
+    offset = (
+        3.0
+        * tokens.reshape(-1, 8).norm(dim=-1).mean()
+        * torch.nn.functional.normalize(torch.ones(8), dim=0)
+    )
+    walk = torch.argsort(scores.reshape(-1), descending=True, stable=True)
+    plain = F.retention_pool(tokens.reshape(-1, 8) + offset, walk, 20, 0.7)
+    centred = F.retention_pool(F.centred(tokens.reshape(-1, 8) + offset), walk, 20, 0.7)
+    assert plain.numel() <= 3 and centred.numel() == 20
+    u = torch.nn.functional.normalize(tokens.reshape(-1, 8)[centred], dim=-1)
+    assert float((u @ u.T).fill_diagonal_(-1).max()) < 0.7
+
+    shifted = F.compress_video_tokens("unified", tokens + offset, scores, budget=30)
+    shifted_centred = F.compress_video_tokens(
+        "unified", tokens + offset, scores, budget=30, centred_gate=True
+    )
+    assert len(shifted) == len(shifted_centred) == 30
+    assert int((shifted.sizes == 1).sum()) < int((shifted_centred.sizes == 1).sum())
+    plain_on_zero_mean = F.compress_video_tokens("unified", tokens, scores, budget=30)
+    centred_on_zero_mean = F.compress_video_tokens(
+        "unified", tokens, scores, budget=30, centred_gate=True
+    )
+    assert torch.equal(plain_on_zero_mean.assignment, centred_on_zero_mean.assignment)
+
+
 def distinct_frame_video(seed: int = 0):
     """32 frames repeating one scene, except frame 13 which shows distinct content.
 

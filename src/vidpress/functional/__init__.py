@@ -60,6 +60,7 @@ from vidpress.functional.segmentation import (
     window_savings,
 )
 from vidpress.functional.similarity import (
+    centred,
     cosine_gate,
     descending_rank,
     nearest,
@@ -133,6 +134,7 @@ __all__ = [
     "blend_into_targets",
     "cls_attention",
     "compress_video_tokens",
+    "centred",
     "cosine_gate",
     "descending_rank",
     "dpc_knn_centres",

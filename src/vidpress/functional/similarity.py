@@ -36,6 +36,11 @@ def pad_rows(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     return torch.cat([x, x.new_full((extra, *x.shape[1:]), value)])
 
 
+def centred(x: torch.Tensor) -> torch.Tensor:
+    """``x: [M, D]`` minus its mean row (the mean taken in float32), in ``x``'s dtype."""
+    return x - x.mean(dim=0, dtype=torch.float32).to(x.dtype)
+
+
 def centred_padded(x: torch.Tensor) -> torch.Tensor:
     """``x: [M, D]`` minus its mean row, in a buffer of zero rows padded to a multiple of ALIGN.
 

@@ -10,7 +10,8 @@ size-weighted merge of the dropped tokens into their most similar kept token.
 Defaults: the paper's (retention 2%, tau 0.7, cluster ratio 0.3, K 18, R 50%, lambda 0.5) and
 METHOD.md's decisions (k = 7, head-mean scores, mean merging, contiguous 1-D positions).
 Switches: ``attention_order``, ``similarity_gate``, ``clustering`` (Table 5) and
-``text_aware_merging`` (False = "w/o merging", the inner stage off).
+``text_aware_merging`` (False = "w/o merging", the inner stage off); ``centred_gate`` (not the
+paper's: the gate's cosine on mean-centred tokens, see ``functional.unified_compress``).
 Known deviations: the paper gives no code; unspecified choices follow METHOD.md.
 """
 
@@ -31,6 +32,7 @@ class UnifiedPress(BasePress):
     attention_order: bool = True
     similarity_gate: bool = True
     clustering: bool = True
+    centred_gate: bool = False
     text_aware_merging: bool = True
     inner_layer: int = 18
     inner_keep: float = 0.5
@@ -46,7 +48,13 @@ class UnifiedPress(BasePress):
         check_ratio("tau", self.tau)
         check_ratio("cluster_ratio", self.cluster_ratio, zero_ok=True)
         check_int("k", self.k, 1)
-        for name in ("attention_order", "similarity_gate", "clustering", "text_aware_merging"):
+        for name in (
+            "attention_order",
+            "similarity_gate",
+            "clustering",
+            "centred_gate",
+            "text_aware_merging",
+        ):
             check_flag(name, getattr(self, name))
         check_int("inner_layer", self.inner_layer, 1)
         check_ratio("inner_keep", self.inner_keep)
@@ -62,6 +70,7 @@ class UnifiedPress(BasePress):
             "attention_order": self.attention_order,
             "similarity_gate": self.similarity_gate,
             "clustering": self.clustering,
+            "centred_gate": self.centred_gate,
         }
 
     def inner_stage(self) -> InnerStage | None:

@@ -1,0 +1,187 @@
+"""How many tokens the redundancy gate (Eq. 2) admits on the testbed's real features, and why.
+
+    python benchmarks/gate_admissions.py --per-family 5 \
+        --out benchmarks/results/testbed_gate_admissions
+
+For a balanced sample of SynthVQA test items (32 frames, 392 px, 6,272 tokens) it takes the
+projected tokens and the CLS-attention scores exactly as the unified press receives them (the
+LLaVA-OneVision adapter's ``prepare``), then reports:
+
+- how alike the tokens are: the mean pairwise cosine, the same after subtracting the video's mean
+  token, and the common component's share (norm of the mean token / mean token norm);
+- for tau in 0.6 / 0.7 / 0.8 and the selected slots B_sel of 2% and 1% (87 and 44 of 125 and 63):
+  how many tokens the gate admits walking in CLS-attention order, on plain tokens (the paper's
+  gate) and on centred tokens (``UnifiedPress(centred_gate=True)``), and how many frames they
+  come from. Every slot the gate leaves empty becomes a DPC-KNN cluster (METHOD.md stage 1).
+
+CPU, about 5 s per item (the vision tower and the projector; no LLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from vidpress import functional as F
+from vidpress.adapters.base import Timer
+from vidpress.adapters.llava_onevision import LlavaOnevisionAdapter
+from vidpress.functional.similarity import unit
+from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
+from vidpress.testbed.video import default_clips
+
+TAUS = (0.6, 0.7, 0.8)
+RETENTIONS = (0.02, 0.01)
+GATES = ("plain", "centred")
+
+
+def likeness(tokens: torch.Tensor) -> dict:
+    """Mean pairwise cosine of ``tokens: [M, D]`` (plain and centred) and the common share."""
+    x = tokens.float()
+    plain = unit(x)
+    centred = unit(F.centred(x))
+    return {
+        "mean_cosine": float((plain.mean(0) @ plain.mean(0) * len(x) - 1) / (len(x) - 1)),
+        "mean_cosine_centred": float(
+            (centred.mean(0) @ centred.mean(0) * len(x) - 1) / (len(x) - 1)
+        ),
+        "common_share": float(x.mean(0).norm() / x.norm(dim=-1).mean()),
+    }
+
+
+def admissions(tokens: torch.Tensor, scores: torch.Tensor) -> dict:
+    """Per gate, tau and retention: tokens admitted of B_sel, and the frames they come from."""
+    frames, per_frame, dim = tokens.shape
+    x = tokens.reshape(-1, dim).float()
+    walk = torch.argsort(scores.reshape(-1), descending=True, stable=True)
+    gate_inputs = {"plain": x, "centred": F.centred(x)}
+    out = {}
+    for retention in RETENTIONS:
+        budget = F.token_budget(frames * per_frame, retention=retention)
+        selected_slots, _ = F.split_budget(budget, 0.3)
+        for gate in GATES:
+            for tau in TAUS:
+                admitted = F.retention_pool(gate_inputs[gate], walk, selected_slots, tau)
+                out[f"{gate}@tau{tau}@{100 * retention:g}%"] = {
+                    "slots": selected_slots,
+                    "admitted": admitted.numel(),
+                    "frames": int(torch.unique(admitted // per_frame).numel()),
+                }
+    return out
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Medians over the items, overall and per family."""
+    groups = {"all": rows} | {
+        f: [r for r in rows if r["family"] == f]
+        for f in FAMILIES
+        if any(r["family"] == f for r in rows)
+    }
+    out = {}
+    for name, sel in groups.items():
+        out[name] = {
+            key: statistics.median(r[key] for r in sel)
+            for key in ("mean_cosine", "mean_cosine_centred", "common_share")
+        }
+        for setting in sel[0]["gate"]:
+            out[name][setting] = {
+                "slots": sel[0]["gate"][setting]["slots"],
+                "admitted": statistics.median(r["gate"][setting]["admitted"] for r in sel),
+                "frames": statistics.median(r["gate"][setting]["frames"] for r in sel),
+            }
+    return out
+
+
+def markdown(result: dict) -> str:
+    summary = result["summary"]["all"]
+    lines = [
+        "# The redundancy gate on the testbed's features (SynthVQA test items)",
+        "",
+        f"- command: `{result['command']}`",
+        f"- machine: {result['machine']}; date {result['date']}; {result['seconds']:.0f} s",
+        f"- weights: `{result['weights']}`; {result['items']} test items "
+        f"({result['per_family']} per family), 32 frames at 392 px, 6,272 tokens",
+        "",
+        "Medians over the items. Mean pairwise cosine of the projected tokens "
+        f"**{summary['mean_cosine']:.2f}** (after subtracting the video's mean token: "
+        f"{summary['mean_cosine_centred']:.2f}); the mean token's norm is "
+        f"{100 * summary['common_share']:.0f}% of the mean token norm.",
+        "",
+        "Tokens the gate admits walking in CLS-attention order (of B_sel slots; in brackets: the "
+        "frames they come from, of 32). Every slot left empty becomes a DPC-KNN cluster.",
+        "",
+        "| retention | B_sel | gate | tau 0.6 | tau 0.7 | tau 0.8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for retention in RETENTIONS:
+        for gate in GATES:
+            cells = []
+            for tau in TAUS:
+                s = summary[f"{gate}@tau{tau}@{100 * retention:g}%"]
+                cells.append(f"{s['admitted']:g} ({s['frames']:g})")
+            slots = summary[f"{gate}@tau{TAUS[0]}@{100 * retention:g}%"]["slots"]
+            lines.append(f"| {100 * retention:g}% | {slots} | {gate} | " + " | ".join(cells) + " |")
+    lines += ["", "Per family (tau 0.7, 2%): admitted, plain / centred gate.", ""]
+    lines.append("| family | mean cosine | plain | centred |")
+    lines.append("|---|---|---|---|")
+    for fam, s in result["summary"].items():
+        if fam == "all":
+            continue
+        plain, centred = s["plain@tau0.7@2%"], s["centred@tau0.7@2%"]
+        lines.append(
+            f"| {fam} | {s['mean_cosine']:.2f} | {plain['admitted']:g} | {centred['admitted']:g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-family", type=int, default=5)
+    parser.add_argument("--out", required=True, help="output stem (.json and .md)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    suite = SynthVQA(default_clips(), split="test", size=700, num_frames=32, frames_px=392)
+    model, processor = assemble_testbed(392)
+    adapter = LlavaOnevisionAdapter(model.eval())
+    rows = []
+    for index in suite.first_indices(args.per_family):
+        item = suite[index]
+        inputs = dict(processor([item.frames], [item.prompt()]))
+        with torch.inference_mode():
+            prompt = adapter.prepare(
+                inputs, inputs["attention_mask"], {"scores"}, Timer(torch.device("cpu"))
+            )
+        video = prompt.videos[0]
+        tokens = video.tokens.reshape(-1, video.tokens.shape[-1])
+        rows.append(
+            {
+                "index": index,
+                "family": item.family,
+                **likeness(tokens),
+                "gate": admissions(video.tokens, video.scores),
+            }
+        )
+    result = {
+        "command": "python benchmarks/gate_admissions.py "
+        f"--per-family {args.per_family} --out {args.out}",
+        "machine": f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": time.perf_counter() - start,
+        "weights": "committed (src/vidpress/testbed/weights/testbed.safetensors)",
+        "items": len(rows),
+        "per_family": args.per_family,
+        "summary": summarise(rows),
+        "rows": rows,
+    }
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
