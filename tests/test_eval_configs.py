@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from vidpress.evaluation import command as E
 from vidpress.evaluation import configs as C
 from vidpress.evaluation import harness as H
 from vidpress.evaluation import report as R
@@ -113,3 +114,33 @@ def test_plot_panels_follow_the_rows(tmp_path):
     paths = R.write_results(only_base, tmp_path, "base")
     assert [p.suffix for p in paths] == [".json", ".md"]
     assert "![" not in paths[1].read_text()
+
+
+def test_bars_for_a_variant():
+    """Bars for an option variant of the unified press: its own rows against the baselines,
+    never against the other unified rows; --bars-for must name an evaluated configuration."""
+    configs = C.dedupe(
+        C.standard_configs(("2/1", "1/0.5"))
+        + [C.parse_config("unified:centred_gate=true@2/1"), C.parse_config("fastv@2")]
+    )
+    answers = [i % 4 for i in range(28)]
+    raw = {"items": {i: {"family": FAMILIES[i % 7], "answer": answers[i]} for i in range(28)}}
+    raw["configs"] = {}
+    for cfg in configs:
+        rec = H.ConfigRecord()
+        good = 27 if "centred" in cfg.name else 20 if cfg.press == "unified" else 24
+        for i in range(28):
+            rec.predictions[i] = answers[i] if i < good else (answers[i] + 1) % 4
+        raw["configs"][cfg.name] = rec
+    summary = H.summarize(raw, configs, FAMILIES)
+    assert not H.check_bars(summary)["all_passed"]  # the default rows trail the baselines
+    bars = H.check_bars(summary, "unified:centred_gate=true")
+    names = [c["check"] for c in bars["checks"]]
+    assert names[0].startswith("unified:centred_gate=true@2/1 keeps") and bars["all_passed"]
+    assert len(names) == 1 + 7 and not any("ahead of unified" in n for n in names)
+    assert E.bars_target(None, configs) == "unified"
+    assert E.bars_target("unified:centred_gate=True", configs) == "unified:centred_gate=true"
+    with pytest.raises(ValueError, match="--bars-for 'unified:tau=0.8'.*not evaluated"):
+        E.bars_target("unified:tau=0.8", configs)
+    with pytest.raises(ValueError, match="without @"):
+        E.bars_target("unified@2/1", configs)

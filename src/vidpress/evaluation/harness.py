@@ -256,9 +256,15 @@ def summarize(raw: dict, configs: list[PressConfig], families: tuple[str, ...]) 
 
 
 def check_bars(summary: dict, target: str = "unified", keep: float = 0.9) -> dict:
-    """The issue's bars: unified at 2/1 keeps >= 90% of the uncompressed accuracy, and unified
-    at 2/1 and 1/0.5 beats every baseline at the same row (paired McNemar p-values reported)."""
+    """The issue's bars: ``target`` at 2/1 keeps >= 90% of the uncompressed accuracy, and at 2/1
+    and 1/0.5 beats every baseline at the same row (paired McNemar p-values reported).
+
+    target: a press name, optionally with options (``unified:centred_gate=true``: the rows
+    ``unified:centred_gate=true@2/1`` and ``@1/0.5``). Other configurations of the same press
+    are variants, not baselines, and are not compared.
+    """
     rows = {r["name"]: r for r in summary["configs"]}
+    target_press = target.split(":")[0]
     base = summary["uncompressed_accuracy"]
     answers = summary["items"]["answers"]
     result = {"checks": []}
@@ -277,7 +283,7 @@ def check_bars(summary: dict, target: str = "unified", keep: float = 0.9) -> dic
                 }
             )
         for other in summary["configs"]:
-            if other["press"] in (None, target) or other["row"] != row_pct:
+            if other["press"] in (None, target_press) or other["row"] != row_pct:
                 continue
             theirs_ok = [p == a for p, a in zip(other["predictions"], answers, strict=True)]
             b = sum(o and not t for o, t in zip(ours_ok, theirs_ok, strict=True))
@@ -310,6 +316,7 @@ class EvalSettings:
     dtype: str = "float32"
     time_limit: float | None = None  # seconds from the start of run_eval
     progress_every: int = 10
+    bars_for: str = "unified"  # the configuration whose bars ``check_bars`` reports
 
 
 def resolve_device(name: str) -> torch.device:
@@ -471,5 +478,5 @@ def run_eval(settings: EvalSettings, configs: list[PressConfig], workers: int = 
     summary["tower_reuses"] = raw["reuses"]
     summary["eval_seconds"] = round(time.time() - start, 1)
     summary["forward_ms_total"] = {n: r.forward_ms for n, r in raw["configs"].items()}
-    summary["bars"] = check_bars(summary)
+    summary["bars"] = check_bars(summary, settings.bars_for)
     return summary

@@ -27,6 +27,7 @@ def evaluate_synthvqa(
     plot: bool = True,
     command: list[str] | None = None,
     progress_every: int = 10,
+    bars_for: str = "unified",
 ) -> tuple[dict, list[Path]]:
     """Evaluate ``configs`` on SynthVQA; returns (result dict, written paths).
 
@@ -36,7 +37,8 @@ def evaluate_synthvqa(
     model_dir: a folder written by ``build_testbed`` (loaded with stock transformers); when None,
     the testbed is built into a temporary folder at the suite's resolution with ``weights``
     ("committed": the trained weights shipped in ``vidpress/testbed/weights`` once they exist;
-    None: untrained; or a path to a weights file).
+    None: untrained; or a path to a weights file). bars_for: the press (with options, without
+    ``@``) whose bars the result reports (``check_bars``).
     """
     from vidpress.testbed.build import INFO_FILE, build_testbed, committed_weights_path
 
@@ -57,7 +59,7 @@ def evaluate_synthvqa(
         info_file = Path(model_dir) / INFO_FILE
         info = info_file.read_text() if info_file.is_file() else "{}"
         settings = EvalSettings(
-            str(model_dir), suite, batch_size, device, dtype, time_limit, progress_every
+            str(model_dir), suite, batch_size, device, dtype, time_limit, progress_every, bars_for
         )
         summary = run_eval(settings, configs, workers=workers)
     import json
