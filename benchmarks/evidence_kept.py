@@ -26,6 +26,7 @@ import torch
 
 from vidpress.evaluation import parse_config
 from vidpress.evaluation.harness import evaluate_items
+from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
 from vidpress.testbed.video import default_clips
 
@@ -34,6 +35,7 @@ CONFIGS = (
     "unified:text_aware_merging=false,attention_order=false@2",
     "unified:text_aware_merging=false,similarity_gate=false@2",
     "unified:text_aware_merging=false,clustering=false@2",
+    "unified:centred_gate=true,text_aware_merging=false@2",
     "holitom:inner_merging=false@2",
     "fastvid@2",
     "visionzip@2",
@@ -103,13 +105,15 @@ def summarise(rows: list[dict], predictions: dict) -> dict:
     return out
 
 
-def grid_predictions(path: Path, name: str) -> dict[int, int]:
-    """Item index -> predicted option of config ``name`` in a committed ``vidpress eval`` JSON."""
-    result = json.loads(path.read_text())
-    config = next((c for c in result["configs"] if c["name"] == name), None)
-    if config is None:
-        return {}
-    return dict(zip(result["items"]["indices"], config["predictions"], strict=True))
+def grid_predictions(paths: list[Path], name: str) -> dict[int, int]:
+    """Item index -> predicted option of config ``name`` in the first committed ``vidpress eval``
+    JSON of ``paths`` that has it (empty when none has)."""
+    for path in paths:
+        result = json.loads(path.read_text())
+        config = next((c for c in result["configs"] if c["name"] == name), None)
+        if config is not None:
+            return dict(zip(result["items"]["indices"], config["predictions"], strict=True))
+    return {}
 
 
 def markdown(result: dict) -> str:
@@ -147,8 +151,12 @@ def main() -> None:
     parser.add_argument("--configs", default=";".join(CONFIGS), help="';'-separated specs")
     parser.add_argument(
         "--grid",
-        default="benchmarks/results/synthvqa_testbed.json",
-        help="committed eval JSON whose predictions give the accuracy column",
+        nargs="+",
+        default=[
+            "benchmarks/results/synthvqa_testbed.json",
+            "benchmarks/results/synthvqa_testbed_centred_gate.json",
+        ],
+        help="committed eval JSONs whose predictions give the accuracy column",
     )
     parser.add_argument("--out", required=True, help="output stem (.json and .md)")
     args = parser.parse_args()
@@ -169,24 +177,18 @@ def main() -> None:
             )
 
     evaluate_items(model.eval(), processor, suite, configs, indices, on_stats=record)
-    grid_path = Path(args.grid)
-    result = {
-        "command": "python benchmarks/evidence_kept.py "
-        f"--per-family {args.per_family} --out {args.out}",
-        "machine": f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d"),
-        "seconds": time.perf_counter() - start,
-        "items": len(indices),
-        "per_family": args.per_family,
-        "summary": {
-            name: summarise(r, grid_predictions(grid_path, name) if grid_path.exists() else {})
-            for name, r in rows.items()
+    grid_paths = [Path(g) for g in args.grid if Path(g).exists()]
+    result = cpu_diagnostic_record(
+        f"python benchmarks/evidence_kept.py --per-family {args.per_family} --out {args.out}",
+        start,
+        items=len(indices),
+        per_family=args.per_family,
+        summary={
+            name: summarise(r, grid_predictions(grid_paths, name)) for name, r in rows.items()
         },
-        "rows": rows,
-    }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+        rows=rows,
+    )
+    write_json_and_markdown(args.out, result, markdown(result))
     print(markdown(result))
 
 

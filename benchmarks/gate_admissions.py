@@ -20,16 +20,15 @@ CPU, about 5 s per item (the vision tower and the projector; no LLM).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from vidpress import functional as F
 from vidpress.adapters.base import Timer
 from vidpress.adapters.llava_onevision import LlavaOnevisionAdapter
+from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.functional.similarity import unit
 from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
 from vidpress.testbed.video import default_clips
@@ -165,21 +164,16 @@ def main() -> None:
                 "gate": admissions(video.tokens, video.scores),
             }
         )
-    result = {
-        "command": "python benchmarks/gate_admissions.py "
-        f"--per-family {args.per_family} --out {args.out}",
-        "machine": f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d"),
-        "seconds": time.perf_counter() - start,
-        "weights": "committed (src/vidpress/testbed/weights/testbed.safetensors)",
-        "items": len(rows),
-        "per_family": args.per_family,
-        "summary": summarise(rows),
-        "rows": rows,
-    }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    result = cpu_diagnostic_record(
+        f"python benchmarks/gate_admissions.py --per-family {args.per_family} --out {args.out}",
+        start,
+        weights="committed (src/vidpress/testbed/weights/testbed.safetensors)",
+        items=len(rows),
+        per_family=args.per_family,
+        summary=summarise(rows),
+        rows=rows,
+    )
+    write_json_and_markdown(args.out, result, markdown(result))
     print(markdown(result))
 
 

@@ -144,3 +144,13 @@ def test_bars_for_a_variant():
         E.bars_target("unified:tau=0.8", configs)
     with pytest.raises(ValueError, match="without @"):
         E.bars_target("unified@2/1", configs)
+
+
+def test_cpu_diagnostic_files(tmp_path):
+    """A benchmarks/ diagnostic's record and its two files."""
+    record = R.cpu_diagnostic_record("python benchmarks/x.py --out y", 0.0, items=3)
+    assert record["command"] == "python benchmarks/x.py --out y" and record["items"] == 3
+    assert record["machine"].startswith("CPU (") and record["seconds"] > 0
+    R.write_json_and_markdown(tmp_path / "diag", record, "# x\n")
+    assert json.loads((tmp_path / "diag.json").read_text()) == record
+    assert (tmp_path / "diag.md").read_text() == "# x\n"

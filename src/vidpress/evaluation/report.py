@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -57,6 +58,25 @@ def run_header(command: list[str] | None = None, device: str = "auto") -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(device),
     }
+
+
+def cpu_diagnostic_record(command: str, start: float, **fields) -> dict:
+    """The head of a CPU diagnostic's result (benchmarks/*.py): its command, machine, date and
+    seconds since ``start`` (a ``time.perf_counter()``), then ``fields``."""
+    return {
+        "command": command,
+        "machine": f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}",
+        "date": datetime.date.today().isoformat(),
+        "seconds": time.perf_counter() - start,
+        **fields,
+    }
+
+
+def write_json_and_markdown(stem, result: dict, text: str) -> None:
+    """Write ``result`` to ``stem``.json and ``text`` to ``stem``.md."""
+    stem = Path(stem)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(text)
 
 
 def write_results(result: dict, out_dir, name: str, plot: bool = True) -> list[Path]:
@@ -183,6 +203,9 @@ def _grid_panel(ax, main: list[dict], base: float | None, n: int) -> None:
         ax.axhline(90 * base, color="grey", linestyle=":", linewidth=1, label="90% of uncompressed")
     ax.axhline(25, color="red", linestyle=":", linewidth=1, label="chance")
     ax.set_xscale("log")
+    ax.set_xticks(sorted({c["row"] for c in main}), minor=False)
+    ax.set_xticks([], minor=True)
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
     ax.set_xlabel("visual tokens entering the LLM (%; FastV: kept after layer K)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"SynthVQA ({n} items)")
@@ -190,9 +213,20 @@ def _grid_panel(ax, main: list[dict], base: float | None, n: int) -> None:
     ax.legend(fontsize=7, loc="lower right")
 
 
+def _wrapped(label: str, width: int = 44) -> str:
+    """A configuration name broken after commas into lines of about ``width`` characters."""
+    lines = [""]
+    for part in label.replace(",", ", ").split(" "):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def _bar_panel(ax, labels: list[str], accuracies: list[float], base, title: str) -> None:
     """Horizontal accuracy bars, the uncompressed accuracy as a dashed line."""
-    ax.barh(labels, [100 * a for a in accuracies], color="tab:blue")
+    ax.barh([_wrapped(label) for label in labels], [100 * a for a in accuracies], color="tab:blue")
+    ax.tick_params(axis="y", labelsize=7)
     if base is not None:
         ax.axvline(100 * base, color="black", linestyle="--", linewidth=1)
     ax.axvline(25, color="red", linestyle=":", linewidth=1)
@@ -235,7 +269,9 @@ def plot_results(result: dict, path) -> bool:
         panels.append(lambda ax: _bar_panel(ax, labels, accuracies, base, "Extra configurations"))
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    lines_per_bar = max((_wrapped(c["name"]).count("\n") + 1 for c in custom), default=1)
+    height = max(4.8, 1.0 + 0.17 * lines_per_bar * len(custom))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), height), squeeze=False)
     for draw, ax in zip(panels, axes[0], strict=True):
         draw(ax)
     fig.tight_layout()
