@@ -38,26 +38,30 @@ RETENTIONS = (0.02, 0.01)
 GATES = ("plain", "centred")
 
 
-def likeness(tokens: torch.Tensor) -> dict:
-    """Mean pairwise cosine of ``tokens: [M, D]`` (plain and centred) and the common share."""
-    x = tokens.float()
-    plain = unit(x)
-    centred = unit(F.centred(x))
+def mean_pairwise_cosine(x: torch.Tensor) -> float:
+    """Mean cosine over the distinct pairs of rows of ``x: [M, D]`` (from the mean unit row)."""
+    mean_unit = unit(x).mean(0)
+    return float((mean_unit @ mean_unit * len(x) - 1) / (len(x) - 1))
+
+
+def likeness(gate_inputs: dict[str, torch.Tensor]) -> dict:
+    """How alike the tokens are: mean pairwise cosine of the plain and the centred tokens
+    (``gate_inputs``, each [M, D]) and the common component's share of a token's norm."""
+    x = gate_inputs["plain"]
     return {
-        "mean_cosine": float((plain.mean(0) @ plain.mean(0) * len(x) - 1) / (len(x) - 1)),
-        "mean_cosine_centred": float(
-            (centred.mean(0) @ centred.mean(0) * len(x) - 1) / (len(x) - 1)
-        ),
+        "mean_cosine": mean_pairwise_cosine(x),
+        "mean_cosine_centred": mean_pairwise_cosine(gate_inputs["centred"]),
         "common_share": float(x.mean(0).norm() / x.norm(dim=-1).mean()),
     }
 
 
-def admissions(tokens: torch.Tensor, scores: torch.Tensor) -> dict:
-    """Per gate, tau and retention: tokens admitted of B_sel, and the frames they come from."""
-    frames, per_frame, dim = tokens.shape
-    x = tokens.reshape(-1, dim).float()
+def admissions(gate_inputs: dict[str, torch.Tensor], scores: torch.Tensor) -> dict:
+    """Per gate, tau and retention: tokens admitted of B_sel, and the frames they come from.
+
+    gate_inputs: {"plain", "centred"} -> [T*N, D] tokens; scores: [T, N] contribution scores.
+    """
+    frames, per_frame = scores.shape
     walk = torch.argsort(scores.reshape(-1), descending=True, stable=True)
-    gate_inputs = {"plain": x, "centred": F.centred(x)}
     out = {}
     for retention in RETENTIONS:
         budget = F.token_budget(frames * per_frame, retention=retention)
@@ -155,13 +159,14 @@ def main() -> None:
                 inputs, inputs["attention_mask"], {"scores"}, Timer(torch.device("cpu"))
             )
         video = prompt.videos[0]
-        tokens = video.tokens.reshape(-1, video.tokens.shape[-1])
+        x = video.tokens.reshape(-1, video.tokens.shape[-1]).float()  # [T*N, D]
+        gate_inputs = {"plain": x, "centred": F.centred(x)}
         rows.append(
             {
                 "index": index,
                 "family": item.family,
-                **likeness(tokens),
-                "gate": admissions(video.tokens, video.scores),
+                **likeness(gate_inputs),
+                "gate": admissions(gate_inputs, video.scores),
             }
         )
     result = cpu_diagnostic_record(

@@ -59,7 +59,14 @@ def evaluate_synthvqa(
         info_file = Path(model_dir) / INFO_FILE
         info = info_file.read_text() if info_file.is_file() else "{}"
         settings = EvalSettings(
-            str(model_dir), suite, batch_size, device, dtype, time_limit, progress_every, bars_for
+            model_dir=str(model_dir),
+            suite=suite,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            time_limit=time_limit,
+            progress_every=progress_every,
+            bars_for=bars_for,
         )
         summary = run_eval(settings, configs, workers=workers)
     import json
