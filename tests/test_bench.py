@@ -18,9 +18,10 @@ def test_bench_tiny_cpu_run_writes_json_markdown_and_png(tmp_path, capsys):
     args = ["bench", "--model", "llava-onevision-tiny", "--device", "cpu", "--frames", "4"]
     args += ["--presses", "unified", "fastvid", "fastv", "--retentions", "100", "2/1", "5"]
     args += ["--warmup", "0", "--repeats", "1", "--decode-tokens", "3", "--sweep-frames", "4"]
-    assert main([*args, "--out", str(prefix)]) == 0
+    assert main([*args, "--fast", "--out", str(prefix)]) == 0
     report = json.loads((tmp_path / "bench_tiny.json").read_text())
     assert report["command"].startswith("vidpress bench --model llava-onevision-tiny")
+    assert "--fast" in report["command"]
     assert report["device"] == "cpu" and report["date"]
     record = report["provenance"]
     assert record["vidpress"]["version"] != "unknown" and record["packages"]["torch"]
@@ -37,6 +38,11 @@ def test_bench_tiny_cpu_run_writes_json_markdown_and_png(tmp_path, capsys):
         for key in ("vision_ms", "prefill_ms", "ttft_ms", "forward_ms"):
             assert row[key]["median"] > 0
         assert row["decode_tok_s"] > 0 and row["decode_tokens"] == 3
+        fast = row.get("fast")
+        assert (fast is None) == (row["press"] == "vanilla")  # the fast path needs a press
+        if fast is not None:  # eager on a CPU: the same static-shape code, no graphs
+            assert fast["graphs"] is False and fast["decode_tok_s"] > 0
+            assert fast["ttft_ms"]["median"] > fast["prefill_ms"]["median"] > 0
     assert unified["process_ms"]["median"] > 0 and unified["scores_ms"]["median"] > 0
     vision = report["vision"]
     assert vision["checks"]["features_equal_stock"]
@@ -45,7 +51,9 @@ def test_bench_tiny_cpu_run_writes_json_markdown_and_png(tmp_path, capsys):
     (sweep,) = report["sweep"]
     assert sweep["frames"] == 4 and sweep["kept_outer"] == 4
     names = [b["bar"] for b in report["bars"]]
-    assert len(names) == 7 and any("prefill" in n for n in names)
+    assert len(names) == 11 and any("prefill" in n for n in names)
+    fast_ttft = next(b for b in report["bars"] if b["bar"] == "TTFT at 2%/1%, fast path")
+    assert fast_ttft["measured"] == unified["fast"]["ttft_ms"]["median"]
     markdown = (tmp_path / "bench_tiny.md").read_text()
     assert "| unified | 2%/1% | 4 -> 2 |" in markdown and "## Bars" in markdown
     assert (tmp_path / "bench_tiny.png").read_bytes()[:4] == b"\x89PNG"

@@ -125,6 +125,10 @@ class VideoAdapter:
         """``kwargs`` without the vision inputs (the features are already in ``inputs_embeds``)."""
         return {k: v for k, v in kwargs.items() if k not in self.vision_inputs}
 
+    def attach_hooks(self) -> list:
+        """Removable hooks the family needs while a press is attached (handles; default none)."""
+        return []
+
     def save_state(self) -> dict:
         """Mutable model state that stock code changes during a call (restored on exit)."""
         return {}

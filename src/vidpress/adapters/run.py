@@ -185,6 +185,7 @@ class Run:
                 self._after_forward, with_kwargs=True, always_call=True
             )
         )
+        self._handles.extend(self.adapter.attach_hooks())
         if self._inner is None:
             return
         layers = self.adapter.language_model.layers
@@ -223,6 +224,36 @@ class Run:
             yield self
         finally:
             self._replay = None
+
+    # ---------------------------------------------------------------- for vidpress.fast
+    @property
+    def inner_layer(self) -> int | None:
+        """K, the first decoder layer of the inner stage (None without one)."""
+        return None if self._inner is None else self._inner.layer
+
+    def compress_prompt(self, inputs: dict) -> tuple[dict, _Call]:
+        """Stage 1 of a prefill outside the model's forward (``vidpress.fast`` runs the decoder
+        layers itself): the decoder's keyword arguments for the compressed prompt
+        (``inputs_embeds``, ``attention_mask``, ``position_ids``, ...) and the call's state, which
+        ``shorten`` reads. ``stats`` gets the call's entry."""
+        self.adapter.check_inputs(inputs)
+        if inputs.get("input_ids") is None:
+            raise ValueError("vidpress needs input_ids to locate the video tokens")
+        if not self.adapter.has_video(inputs):
+            raise ValueError(f"the fast path needs a video prompt (`{self.adapter.video_input}`)")
+        kwargs = self._prefill(dict(inputs), None)
+        call, self._call = self._call, None
+        return kwargs, call
+
+    @contextlib.contextmanager
+    def active(self, call: _Call):
+        """The press's layer hooks see ``call`` inside the block (they record what layer K-1's
+        attention gets, for ``shorten``)."""
+        self._call = call
+        try:
+            yield
+        finally:
+            self._call = None
 
     # ---------------------------------------------------------------- model-level hooks
     def _before_forward(self, module, args, kwargs):
@@ -403,20 +434,32 @@ class Run:
         else:
             tail = given[:, session.prompt_len :].long()
         outer = torch.cat([session.outer_mask, tail], dim=1)
+        old = kwargs.get("position_ids")
+        text_row = old is not None and old.dim() == 3 and old.shape[0] == 4
+        positions = self.decode_positions(session, tail, step, text_row=text_row)
+        self._call = _Call(session, cache, prefill=False, tail=tail)
+        kwargs.update(attention_mask=outer, position_ids=positions)
+        return kwargs
+
+    def decode_positions(
+        self, session: _Session, tail: torch.Tensor, step: int, text_row: bool = False
+    ) -> torch.Tensor:
+        """Position ids of the last ``step`` tokens of a decoding call whose mask columns after
+        the prompt are ``tail: [B, done + step]``: [B, step] (1-D RoPE), [3, B, step] (M-RoPE;
+        [4, B, step] with ``text_row``, the text positions first, as Qwen2.5-VL's generate()
+        passes them). They continue the compressed prompt's (METHOD.md: contiguous 1-D ids by
+        default) or the original prompt's ("original" 1-D ids; M-RoPE's offset ``rope_delta``)."""
+        outer = torch.cat([session.outer_mask, tail], dim=1)
         original = torch.cat([session.orig_mask, tail], dim=1)
         if self.adapter.mrope:
             base = mask_positions(original)[:, -step:] + session.rope_delta[:, None]
             positions = base[None].expand(3, -1, -1)
-            old = kwargs.get("position_ids")
-            if old is not None and old.dim() == 3 and old.shape[0] == 4:
+            if text_row:
                 positions = torch.cat([mask_positions(outer)[None, :, -step:], positions])
-        elif getattr(self.press, "position_ids", "contiguous") == "original":
-            positions = mask_positions(original)[:, -step:]
-        else:
-            positions = mask_positions(outer)[:, -step:]
-        self._call = _Call(session, cache, prefill=False, tail=tail)
-        kwargs.update(attention_mask=outer, position_ids=positions)
-        return kwargs
+            return positions
+        if getattr(self.press, "position_ids", "contiguous") == "original":
+            return mask_positions(original)[:, -step:]
+        return mask_positions(outer)[:, -step:]
 
     # ---------------------------------------------------------------- stage 2 (inside the LLM)
     def _record_attention_input(self, module, args, kwargs):
@@ -433,10 +476,12 @@ class Run:
             if i == self._inner.layer:
                 hidden = args[0] if args else kwargs.pop("hidden_states")
                 if call.prefill:
-                    hidden = self._shorten(call, hidden, kwargs)
+                    rope = kwargs["position_embeddings"]
+                    hidden = self.shorten(call, hidden, rope, kwargs.get("position_ids"))
+                    mask2d = call.session.inner_mask
                 else:
-                    tail = torch.cat([call.session.inner_mask, call.tail], dim=1)
-                    call.layer_masks = self._layer_masks(hidden, tail, call.cache)
+                    mask2d = torch.cat([call.session.inner_mask, call.tail], dim=1)
+                call.layer_masks = self._layer_masks(hidden, mask2d, call.cache)
                 args = (hidden, *args[1:])
             layer_types = getattr(self.adapter.language_model.config, "layer_types", None)
             kind = layer_types[i] if layer_types else "full_attention"
@@ -470,8 +515,16 @@ class Run:
             )
         return masks
 
-    def _shorten(self, call: _Call, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
-        """Layer K at prefill: choose and merge visual tokens, shorten what layers >= K see."""
+    def shorten(
+        self, call: _Call, hidden: torch.Tensor, rope: tuple, position_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Layer K at prefill: choose and merge visual tokens, shorten what layers >= K see.
+
+        hidden: [B, L', D] entering layer K; rope: the (cos, sin) of the compressed prompt;
+        position_ids: the ids the decoder layers are given (or None). Returns [B, L'', D];
+        ``call`` gets the inner mask, the gathered rotary embedding and position ids for layers
+        >= K, and the stats of the inner stage.
+        """
         inner = self._inner
         stats = call.stats
         replay = self._replay
@@ -509,18 +562,16 @@ class Run:
         inner_mask = (index >= 0).long()
         call.session.inner_mask = inner_mask
         short = gather_rows(hidden, index)
-        cos, sin = kwargs["position_embeddings"]
+        cos, sin = rope
         extra = {
             "position_embeddings": (
                 gather_rows(cos.expand(batch, -1, -1), index),
                 gather_rows(sin.expand(batch, -1, -1), index),
             )
         }
-        position_ids = kwargs.get("position_ids")
         if position_ids is not None:
             extra["position_ids"] = gather_rows(position_ids.expand(batch, -1), index)
         call.layer_extra = extra
-        call.layer_masks = self._layer_masks(short, inner_mask, call.cache)
 
         stats.inner_seconds = timer.seconds
         stats.inner_keep = keep_index

@@ -38,9 +38,17 @@ import transformers
 from vidpress.adapters.base import Timer
 from vidpress.adapters.registry import get_adapter
 from vidpress.metrics.architectures import get_architecture, video_prompt
+from vidpress.metrics.floors import (
+    floors_markdown,
+    llm_weight_bytes,
+    measure_peaks,
+    row_floors,
+    speed_bars,
+)
 from vidpress.metrics.latency import (
     Clock,
     decode_speed,
+    fast_speed,
     greedy_kwargs,
     no_gc,
     peak_memory,
@@ -50,6 +58,7 @@ from vidpress.metrics.latency import (
     time_to_first_token,
     video_features,
 )
+from vidpress.metrics.model_specs import spec_from_config
 from vidpress.presses import PRESSES
 from vidpress.provenance import provenance
 
@@ -143,6 +152,7 @@ class BenchConfig:
     profile: bool = False
     text_before: int = 14
     text_after: int = 20
+    fast: bool = False
 
 
 def resolve_device(config: BenchConfig) -> torch.device:
@@ -213,6 +223,10 @@ def measure_setting(
         row["peak_extra_gib"] = (
             None if memory["extra_bytes"] is None else memory["extra_bytes"] / GIB
         )
+        if config.fast and run is not None:
+            row["fast"] = fast_speed(
+                run, inputs, config.decode_tokens, clock, config.warmup, config.repeats
+            )
     if stats:
         last = stats[-1]
         row["tokens_in"] = sum(last.tokens_in)
@@ -222,6 +236,7 @@ def measure_setting(
         row["scores_ms"] = summarize([1000 * s.score_seconds for s in stats])
         row["process_ms"] = summarize([1000 * (s.outer_seconds - s.score_seconds) for s in stats])
         row["inner_ms"] = summarize([1000 * s.inner_seconds for s in stats])
+        row["inner_layer"] = run.inner_layer
     return row
 
 
@@ -606,6 +621,17 @@ def run_bench(
         warm_press = make_press("unified", parse_retention("2/1"), layers)
         with warm_press(model):
             model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
+    floors = None
+    if device.type == "cuda":
+        peaks = measure_peaks(device)
+        report["peaks"] = peaks.to_dict()
+        spec = spec_from_config(model.config)
+        weights = llm_weight_bytes(model, model.model.language_model)
+        report["model"]["llm_weight_bytes"] = weights
+
+        def floors(row: dict) -> dict:
+            return row_floors(spec, peaks, weights, row, report)
+
     if config.vision_check:
         report["vision"] = vision_check(model, inputs, clock, config, device)
         log(f"vision {json.dumps(_short(report['vision']))}")
@@ -616,6 +642,8 @@ def run_bench(
         press = make_press(name, setting, layers) if name != "vanilla" else None
         row = {"press": name, "retention": setting.label, "config": repr(press)}
         row.update(measure_setting(model, inputs, press, clock, config, device))
+        if floors is not None:
+            row["floors"] = floors(row)
         report["rows"].append(row)
         log(f"{name} {setting.label} {json.dumps(_short(row))}")
         save(report)
@@ -642,7 +670,7 @@ def run_bench(
         unified = make_press("unified", parse_retention("2/1"), layers)
         report["profile_decode_unified"] = profile_decode(model, inputs, unified, device)
         save(report)
-    report["bars"] = evaluate_bars(report)
+    report["bars"] = evaluate_bars(report) + speed_bars(_find(report, "unified", "2%/1%"))
     save(report)
     return report
 
@@ -907,6 +935,7 @@ def markdown(report: dict) -> str:
                 f"{_fmt(r['process_ms'], 2)} | {_fmt(r['prefill_ms'])} | "
                 f"{_fmt(r['compress_ms'], 2)} | {_fmt(r['compress_extra_mib'], 0)} |"
             )
+    lines += floors_markdown(report)
     bars = report.get("bars")
     if bars:
         lines += [
@@ -1074,6 +1103,11 @@ def add_bench_arguments(parser) -> None:
         help="skip the vision-score comparison (plain, scored, output_attentions)",
     )
     parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="also measure the fast path (vidpress.fast: static KV cache, CUDA graphs) per press",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also write torch.profiler tables (PREFIX.profile.txt)",
@@ -1105,6 +1139,8 @@ def _command_line(args) -> str:
         parts += ["--sweep-frames", *map(str, args.sweep_frames)]
     if args.no_vision_check:
         parts.append("--no-vision-check")
+    if args.fast:
+        parts.append("--fast")
     if args.profile:
         parts.append("--profile")
     if args.out:
@@ -1119,7 +1155,7 @@ def run_bench_command(args) -> int:
     if args.from_json:
         with open(args.from_json) as f:
             report = json.load(f)
-        report["bars"] = evaluate_bars(report)
+        report["bars"] = evaluate_bars(report) + speed_bars(_find(report, "unified", "2%/1%"))
         prefix = args.out or args.from_json.removesuffix(".json")
         for path in write_outputs(report, prefix, png=not args.no_plot):
             print(path)
@@ -1137,6 +1173,7 @@ def run_bench_command(args) -> int:
         sweep_frames=list(args.sweep_frames),
         vision_check=not args.no_vision_check,
         profile=args.profile,
+        fast=args.fast,
     )
 
     def log(text: str) -> None:

@@ -253,3 +253,36 @@ def decode_speed(model: nn.Module, inputs: dict, tokens: int, clock: Clock) -> d
         "decode_step_ms": summarize(intervals),
         "ttft_in_decode_call_ms": 1000.0 * (t[1] - start),
     }
+
+
+def fast_speed(run, inputs: dict, tokens: int, clock: Clock, warmup: int, repeats: int) -> dict:
+    """The fast path (``vidpress.fast.FastGenerator``, CUDA graphs on a GPU) under ``run``'s
+    press: time to first token (host), its LLM prefill (device marks from the compressed prompt
+    to the first token chosen) and decoding over ``tokens`` steps after the first (EOS
+    ignored), medians of ``repeats``. The first call of each shape captures its graphs: the
+    warm-up calls do."""
+    from vidpress.fast import FastGenerator
+
+    fast = FastGenerator(run)
+    for _ in range(max(warmup, 1)):
+        fast.generate(inputs, 1)
+        fast.generate(inputs, tokens + 1, ignore_eos=True)
+    ttft, prefill, steps = [], [], []
+    for _ in range(repeats):
+        record = PhaseMarks()
+        clock.sync()
+        out = fast.generate(inputs, 1, mark=lambda name, r=record: r.put(name, clock))
+        ttft.append(1000.0 * out.first_token_s)
+        prefill.append(clock.ms(record.marks["llm_start"], record.marks["llm_end"]))
+    for _ in range(repeats):
+        clock.sync()
+        out = fast.generate(inputs, tokens + 1, ignore_eos=True)
+        steps.append(1000.0 * (out.seconds - out.first_token_s) / tokens)
+    step = summarize(steps)
+    return {
+        "ttft_ms": summarize(ttft),
+        "prefill_ms": summarize(prefill),
+        "decode_step_ms": step,
+        "decode_tok_s": 1000.0 / step["median"],
+        "graphs": fast.graphs,
+    }

@@ -1,0 +1,147 @@
+"""vidpress.fast: generation at static shapes gives generate()'s tokens under the same press.
+
+On the CPU the fast path runs eagerly (its static cache, masks, positions and the two prefill
+segments around layer K); the CUDA-graph replays of the same code are checked on a GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tiny_models import SPECIAL, family_batch, family_model, family_prompts, greedy, tiny_press
+from vidpress.fast import FastGenerator, after_eos
+
+FAMILIES = ("llava_onevision", "qwen2_5_vl")
+PRESS_NAMES = ("unified", "fastv", "holitom", "visionzip", "uniform")
+STEPS = 12
+
+
+def _suppressed(model) -> list[int]:
+    return list(range(SPECIAL, model.config.text_config.vocab_size))
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request):
+    return request.param, family_model(request.param)
+
+
+@pytest.mark.parametrize("name", PRESS_NAMES)
+@pytest.mark.parametrize("size", [1, 3])
+def test_same_tokens_as_generate(family, name, size):
+    family_name, model = family
+    inputs = family_batch(family_name, family_prompts(family_name)[:size])
+    with tiny_press(name)(model) as run:
+        expected, _, _ = greedy(model, inputs, steps=STEPS)
+        fast = FastGenerator(run, check_every=5)
+        out = fast.generate(inputs, STEPS, ignore_eos=True, suppress_tokens=_suppressed(model))
+        again = fast.generate(inputs, STEPS, ignore_eos=True, suppress_tokens=_suppressed(model))
+    assert torch.equal(out.tokens, expected)
+    assert torch.equal(again.tokens, expected)  # the static state of a seen shape is reused
+    assert len(fast._shapes) == 1
+    assert len(run.stats) == 3  # generate's prefill and the two fast calls
+    assert run.stats[-1].kept_outer == run.stats[0].kept_outer
+    assert run.stats[-1].kept_inner == run.stats[0].kept_inner
+
+
+@pytest.mark.parametrize("ending", ["one sample", "every sample"])
+def test_eos_stops_and_pads_like_generate(family, ending):
+    family_name, model = family
+    inputs = family_batch(family_name, family_prompts(family_name))
+    with tiny_press("unified")(model) as run:
+        free, _, _ = greedy(model, inputs, steps=STEPS)
+        # EOS ids taken from the free-running tokens: sample 0 ends at step 3 (or every
+        # sample ends early, so decoding stops before STEPS)
+        eos = [int(free[0, 3])] if ending == "one sample" else [int(t[2]) for t in free]
+        expected = model.generate(
+            **inputs,
+            max_new_tokens=STEPS,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=0,
+            suppress_tokens=_suppressed(model),
+        )[:, inputs["input_ids"].shape[1] :]
+        out = FastGenerator(run, check_every=2).generate(
+            inputs, STEPS, eos_token_id=eos, pad_token_id=0, suppress_tokens=_suppressed(model)
+        )
+    assert torch.equal(out.tokens, expected)
+    assert (out.tokens[0, 4:] == 0).all()
+    assert out.tokens.shape[1] == (STEPS if ending == "one sample" else 3)
+    assert out.first_token_s <= out.seconds
+
+
+def test_after_eos_pads_after_the_first_eos_and_stops_when_all_ended():
+    tokens = torch.tensor([[5, 2, 6, 7, 2], [5, 6, 2, 3, 3]])
+    out = after_eos(tokens, torch.tensor([2]), pad=0)
+    assert out.tolist() == [[5, 2, 0], [5, 6, 2]]
+    open_ended = torch.tensor([[5, 2, 6], [5, 6, 3]])
+    assert after_eos(open_ended, torch.tensor([2]), pad=None).tolist() == [[5, 2, 2], [5, 6, 3]]
+
+
+def test_prompts_of_other_lengths_get_their_own_static_state():
+    model = family_model("llava_onevision")
+    prompts = family_prompts("llava_onevision")
+    with tiny_press("unified")(model) as run:
+        fast = FastGenerator(run)
+        for prompt in prompts:
+            inputs = family_batch("llava_onevision", [prompt])
+            expected, _, _ = greedy(model, inputs, steps=6)
+            out = fast.generate(inputs, 6, ignore_eos=True, suppress_tokens=_suppressed(model))
+            assert torch.equal(out.tokens, expected)
+    assert len(fast._shapes) == len({len(p["ids"]) for p in prompts})
+
+
+def test_bad_arguments_are_named():
+    model = family_model("llava_onevision")
+    inputs = family_batch("llava_onevision", family_prompts("llava_onevision")[:1])
+    with pytest.raises(TypeError, match="run must be"):
+        FastGenerator(model)
+    with tiny_press("unified")(model) as run:
+        with pytest.raises(ValueError, match="check_every"):
+            FastGenerator(run, check_every=0)
+        with pytest.raises(ValueError, match="cuda_graphs=True"):
+            FastGenerator(run, cuda_graphs=True)
+        fast = FastGenerator(run)
+        for bad in (0, 2.5, True):
+            with pytest.raises(ValueError, match="max_new_tokens"):
+                fast.generate(inputs, bad)
+        with pytest.raises(ValueError, match="suppress_tokens"):
+            fast.generate(inputs, 2, suppress_tokens=[10**6])
+        text_only = {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
+        with pytest.raises(ValueError, match="video prompt"):
+            fast.generate(text_only, 2)
+
+
+def test_other_attention_implementations_are_refused():
+    model = family_model("llava_onevision")
+    model.config.text_config._attn_implementation = "flash_attention_2"
+    with tiny_press("unified")(model) as run, pytest.raises(ValueError, match="sdpa, eager"):
+        FastGenerator(run)
+
+
+def test_eager_attention_gives_the_same_tokens():
+    model = family_model("llava_onevision", attn="eager")
+    inputs = family_batch("llava_onevision", family_prompts("llava_onevision"))
+    with tiny_press("unified")(model) as run:
+        expected, _, _ = greedy(model, inputs, steps=8)
+        out = FastGenerator(run).generate(
+            inputs, 8, ignore_eos=True, suppress_tokens=_suppressed(model)
+        )
+    assert torch.equal(out.tokens, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family_name", FAMILIES)
+@pytest.mark.parametrize("name", ["unified", "fastv", "visionzip"])
+def test_cuda_graphs_give_the_eager_tokens(family_name, name):
+    model = family_model(family_name).cuda()
+    inputs = family_batch(family_name, family_prompts(family_name))
+    inputs = {k: v.cuda() for k, v in inputs.items()}
+    with tiny_press(name)(model) as run:
+        expected, _, _ = greedy(model, inputs, steps=STEPS)
+        graphs = FastGenerator(run, cuda_graphs=True, check_every=4)
+        kwargs = dict(ignore_eos=True, suppress_tokens=_suppressed(model))
+        first = graphs.generate(inputs, STEPS, **kwargs)  # captures
+        replayed = graphs.generate(inputs, STEPS, **kwargs)  # replays
+    assert torch.equal(first.tokens, expected.cpu())
+    assert torch.equal(replayed.tokens, expected.cpu())
