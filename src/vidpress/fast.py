@@ -56,13 +56,25 @@ class Replay:
     """``fn(*inputs)`` at fixed input shapes. Eager when ``graphs`` is False; else captured as a
     CUDA graph on the first call (after one warm-up run on a side stream) and replayed on later
     calls, with the inputs copied into the captured ones. The outputs are the graph's own
-    tensors: read them before the next call."""
+    tensors: read them before the next call.
 
-    def __init__(self, fn: Callable, graphs: bool, pool, before: Callable[[], None] | None = None):
+    before: run before every call (e.g. a cache reset). state: the tensors ``fn`` updates in
+    place (cache lengths, counters); the warm-up's updates of them are undone.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        graphs: bool,
+        pool,
+        before: Callable[[], None] | None = None,
+        state: Callable[[], list[torch.Tensor]] = list,
+    ):
         self.fn = fn
         self.graphs = graphs
         self.pool = pool
-        self.before = before  # run before every call (e.g. a cache reset), also before capture
+        self.before = before
+        self.state = state
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: tuple = ()
         self.outputs = None
@@ -74,13 +86,15 @@ class Replay:
             return self.fn(*inputs)
         if self.graph is None:
             self.inputs = tuple(x.clone() for x in inputs)
+            state = self.state()
+            saved = [t.clone() for t in state]
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 self.fn(*self.inputs)  # warm-up: lazy initialisation, workspaces
             torch.cuda.current_stream().wait_stream(side)
-            if self.before is not None:
-                self.before()
+            for tensor, value in zip(state, saved, strict=True):
+                tensor.copy_(value)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, pool=self.pool):
                 self.outputs = self.fn(*self.inputs)
@@ -116,6 +130,10 @@ class _Shape:
     inner: dict = field(default_factory=dict)  # L'' -> Replay of layers >= K
     decode: dict = field(default_factory=dict)  # L'' -> (Replay of one step, its buffers)
     captured: dict | None = None  # what the layer-K-1 hook recorded in graph 1
+
+    def lengths(self) -> list[torch.Tensor]:
+        """The cache layers' write positions (device tensors the layers advance in place)."""
+        return [layer.cumulative_length for layer in self.cache.layers]
 
 
 class FastGenerator:
@@ -207,7 +225,7 @@ class FastGenerator:
                 return self._logits(hidden), rope
             return hidden, rope
 
-        return Replay(outer, self.graphs, self.pool, before=shape.cache.reset)
+        return Replay(outer, self.graphs, self.pool, shape.cache.reset, shape.lengths)
 
     def _inner_replay(self, shape: _Shape) -> Replay:
         """Graph 2: layers [K, L) on the shortened prompt, then the LM head."""
@@ -218,7 +236,7 @@ class FastGenerator:
             )
             return self._logits(hidden)
 
-        return Replay(inner, self.graphs, self.pool)
+        return Replay(inner, self.graphs, self.pool, state=shape.lengths)
 
     def _decode_replay(self, shape: _Shape, buffers: dict, suppress: torch.Tensor | None):
         """One decoding step on ``buffers`` (updated in place), as a Replay."""
@@ -242,7 +260,10 @@ class FastGenerator:
             for name in ("position", "slot_outer", "slot_inner", "step"):
                 b[name].add_(1)
 
-        return Replay(step, self.graphs, self.pool)
+        def state() -> list[torch.Tensor]:
+            return shape.lengths() + list(b.values())
+
+        return Replay(step, self.graphs, self.pool, state=state)
 
     # ---------------------------------------------------------------- generation
     @torch.no_grad()
