@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .video_io import VideoInfo, probe_video, read_frames
+
 FAMILIES = ("testbed", "llava_onevision", "qwen2_5_vl")
 MODEL_CLASSES = {
     "llava_onevision": "LlavaOnevisionForConditionalGeneration",
@@ -67,78 +69,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes used by the processors' configs
 
 
-# ---------------------------------------------------------------------------- video files
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """A video file: frames (counted by demuxing: headers can be wrong), fps, size."""
-
-    path: Path
-    total_frames: int
-    fps: float | None
-    width: int
-    height: int
-
-    @property
-    def duration(self) -> float | None:
-        return self.total_frames / self.fps if self.fps else None
-
-
-def _check_video_path(path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"video file not found: {path}")
-    return path
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def probe_video(path) -> VideoInfo:
-    """Frame count, fps and size of a video file; ValueError naming it if it cannot be read."""
-    import av
-
-    path = _check_video_path(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"no video stream in {path}")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            width, height = stream.codec_context.width, stream.codec_context.height
-            total = sum(1 for packet in container.demux(stream) if packet.size > 0)
-    except ValueError as err:
-        raise ValueError(f"cannot decode video file {path}: {_one_line(err)}") from err
-    except Exception as err:  # PyAV raises many FFmpeg error types
-        raise ValueError(f"cannot decode video file {path}: {_one_line(err)}") from err
-    if total == 0 or not width or not height:
-        raise ValueError(f"cannot decode video file {path}: no video frames")
-    return VideoInfo(path, total, float(rate) if rate else None, width, height)
-
-
-def read_frames(path, indices) -> torch.Tensor:
-    """Decode the frames ``indices`` (increasing, unique) at native size: uint8 [T, 3, H, W]."""
-    import av
-
-    path = _check_video_path(path)
-    wanted = {int(i): n for n, i in enumerate(indices)}
-    frames: list[np.ndarray | None] = [None] * len(wanted)
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    frames[wanted[i]] = frame.to_ndarray(format="rgb24")
-                if i >= max(wanted):
-                    break
-    except Exception as err:
-        raise ValueError(f"cannot decode video file {path}: {_one_line(err)}") from err
-    missing = [i for i, n in wanted.items() if frames[n] is None]
-    if missing:
-        raise ValueError(f"cannot decode video file {path}: frames {missing[:5]} missing")
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+# ---------------------------------------------------------------------------- frame sampling
 
 
 def linspace_indices(total: int, num: int) -> list[int]:

