@@ -85,11 +85,11 @@ VIDEO_CONFIG_FILES = ("video_preprocessor_config.json", "preprocessor_config.jso
 # transformers' OPENAI_CLIP_MEAN / STD (the video processors' class defaults)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-RESAMPLE = {2: "bilinear", 3: "bicubic"}
+RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes used by the processors' configs
 VIDEO_PROCESSOR_CLASSES = {
     "llava_onevision": "LlavaOnevisionVideoProcessor",
     "qwen2_5_vl": "Qwen2VLVideoProcessor",
-}  # PIL codes used by the processors' configs
+}
 
 
 # ---------------------------------------------------------------------------- video files
