@@ -195,16 +195,6 @@ def test_sampling_rules():
     assert (h % 28, w % 28) == (0, 0) and (h, w) == (140, 168)
 
 
-def test_resize_matches_torchvision_rule():
-    frames = torch.randint(0, 256, (2, 3, 40, 60), dtype=torch.uint8)
-    out = inf.resize_frames(frames, 20, 30)
-    ref = torch.nn.functional.interpolate(
-        frames.float(), size=(20, 30), mode="bicubic", antialias=True, align_corners=False
-    )
-    assert out.dtype == torch.uint8
-    assert torch.equal(out, ref.clamp(0, 255).round().to(torch.uint8))
-
-
 def test_patchify_layout():
     """Each row of Qwen2-VL's flat layout is one 2-frame x 14 x 14 patch, in merge-unit order."""
     t, c, h, w, p = 4, 3, 8, 8, 2

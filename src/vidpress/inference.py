@@ -10,9 +10,9 @@ Used by ``vidpress run``, ``vidpress demo``, ``vidpress viz`` and the lmms-eval 
   way the family's own processor does, build the chat prompt, return the model inputs.
 - ``generate(loaded, prepared, press)``: greedy answer, ``run.stats`` of the press, timings.
 
-Frame sampling and pixels (transformers 5.17's video processors, reproduced without torchvision,
-which has no build next to the project's torch). The settings are read from the checkpoint's
-``video_preprocessor_config.json`` (else ``preprocessor_config.json``), else the class defaults:
+Frame sampling: vidpress's, as the stock pipelines sample (transformers 5.17). The settings
+are read from the checkpoint's ``video_preprocessor_config.json`` (else
+``preprocessor_config.json``), else the class defaults:
 
 - testbed: ``num_frames`` (default 32) frames uniformly over the file (``round(linspace(0, n-1))``),
   shorter side scaled to the model resolution and centre-cropped (``testbed.video.decode_clip``,
@@ -21,14 +21,32 @@ which has no build next to the project's torch). The settings are read from the 
   frames it is given, and the reference pipelines (the model card, lmms-eval) give it
   ``np.linspace(0, n-1, num_frames, dtype=int)`` (default 32 frames). With ``do_sample_frames`` set
   in the config, ``BaseVideoProcessor.sample_frames``: ``arange(0, n, n / num_frames).int()``.
-  Then resize to ``size`` (384 x 384) with antialiased bicubic on float values, clamp, round to
-  uint8 (what torchvision does for uint8 tensors), rescale by 1/255, normalise.
 - qwen2_5_vl: ``Qwen2VLVideoProcessor.sample_frames``: ``num_frames`` rounded to the temporal patch
   (2), or by default ``fps`` (2.0) frames per second of video, clamped to [min_frames, max_frames]
-  and floored to the temporal patch; indices ``arange(0, n, n / k).int()``. ``smart_resize`` to
-  multiples of patch x merge (28) within [min_pixels, max_pixels], same resize and normalisation,
-  then ``patchify`` into ``pixel_values_videos`` [t*h*w, 3*2*14*14] with ``video_grid_thw`` and
-  ``second_per_grid_ts = temporal_patch / sampled_fps``.
+  and floored to the temporal patch; indices ``arange(0, n, n / k).int()``.
+
+Only the sampled frames are decoded; the processor is then called with ``do_sample_frames=False``.
+
+Pixels, two paths (``LoadedModel.video_processor`` says which):
+
+- torchvision imports: the checkpoint's stock video processor (``AutoProcessor``'s, else
+  ``AutoVideoProcessor``'s, else the family's class defaults) turns the decoded uint8 frames (on
+  the CPU) into ``pixel_values_videos`` (and Qwen's ``video_grid_thw``): the stock inputs.
+- no torchvision: its steps reproduced with torch. LLaVA-OV: resize to ``size`` (384 x 384), Qwen:
+  ``smart_resize`` to multiples of patch x merge (28) within [min_pixels, max_pixels] (with the
+  optional ``cap_pixels_per_frame``), then ``patchify`` into [t*h*w, 3*2*14*14]. The resize is
+  torchvision 0.29's ``resize_image`` rule for uint8 on the frames' device
+  (``native_uint8_resize``): on CPU torch's antialiased uint8 kernel (bicubic; bilinear with
+  AVX2/AVX512 or on ARM), elsewhere interpolation of float values, clamped and rounded; then the
+  fused ``(x - 255 mean) / (255 std)`` of transformers' ``rescale_and_normalize``.
+
+On bikes.mp4 at the class defaults (32 frames at 384 x 384; Qwen 20 frames at 280 x 644) the
+no-torchvision path equals the stock processors bit for bit on CPU (AVX2); interpolating float
+values instead (torchvision's rule on CUDA, vidpress's before) changes 14.0% (OV) and 12.0%
+(Qwen) of the normalised values, by up to 0.057 (``benchmarks/pixel_parity.py``, torch 2.14.1,
+torchvision 0.29.1, transformers 5.17.0, 2026-12-02; ``tests/test_pixels.py`` checks both paths
+on the tiny checkpoints). Qwen's second_per_grid_ts is ``temporal_patch / sampled_fps``, as
+``Qwen2_5_VLProcessor`` computes it.
 
 Prompts: the checkpoint's chat template (the stock processor's when ``AutoProcessor`` loads, else
 the tokenizer's) renders one user turn (video, then the question); the single video placeholder is
@@ -40,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +66,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .video_io import VideoInfo, probe_video, read_frames
 
@@ -62,11 +82,16 @@ SUPPORTED_TEXT = (
 )
 DEFAULT_FRAMES = {"testbed": 32, "llava_onevision": 32, "qwen2_5_vl": None}
 QWEN_DEFAULT_FPS = 2.0
+QWEN_SIZE = {"shortest_edge": 128 * 28 * 28, "longest_edge": 28 * 28 * 768}  # pixels per frame
 VIDEO_CONFIG_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 # transformers' OPENAI_CLIP_MEAN / STD (the video processors' class defaults)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes used by the processors' configs
+VIDEO_PROCESSOR_CLASSES = {
+    "llava_onevision": "LlavaOnevisionVideoProcessor",
+    "qwen2_5_vl": "Qwen2VLVideoProcessor",
+}
 
 
 # ---------------------------------------------------------------------------- frame sampling
@@ -106,27 +131,62 @@ def qwen_num_frames(info: VideoInfo, cfg: dict, num_frames: int | None, fps: flo
 # ---------------------------------------------------------------------------- pixels
 
 
+def native_uint8_resize(device: torch.device, mode: str) -> bool:
+    """Whether torchvision 0.29's ``resize_image`` resizes uint8 with torch's uint8 kernel here
+    (``_do_native_uint8_resize_on_cpu``): on CPU, bicubic always, bilinear with AVX2/AVX512 or
+    on ARM; elsewhere (CUDA) it resizes float values."""
+    if device.type != "cpu":
+        return False
+    if mode == "bilinear":
+        simd = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+        return simd or platform.machine() in ("aarch64", "arm64")
+    return mode == "bicubic"
+
+
 def resize_frames(frames: torch.Tensor, height: int, width: int, mode: str = "bicubic"):
-    """uint8 [T, 3, H, W] -> uint8 [T, 3, height, width], as torchvision resizes uint8 tensors
-    (antialiased interpolation on float values, clamp to [0, 255], round)."""
+    """uint8 [T, 3, H, W] -> uint8 [T, 3, height, width], as torchvision resizes uint8 tensors on
+    their device: torch's antialiased uint8 kernel where ``native_uint8_resize``, else antialiased
+    interpolation on float values, clamped (bicubic) and rounded."""
     if tuple(frames.shape[-2:]) == (height, width):
         return frames
-    x = torch.nn.functional.interpolate(
-        frames.float(), size=(height, width), mode=mode, antialias=True, align_corners=False
-    )
-    return x.clamp_(0, 255).round_().to(torch.uint8)
+    size = (height, width)
+    if native_uint8_resize(frames.device, mode):
+        return F.interpolate(frames, size=size, mode=mode, antialias=True, align_corners=False)
+    x = F.interpolate(frames.float(), size=size, mode=mode, antialias=True, align_corners=False)
+    if mode == "bicubic":
+        x = x.clamp_(0, 255)
+    return x.round_().to(torch.uint8)
 
 
 def normalize(frames: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> float32, rescaled and normalised with the config's mean/std."""
-    x = frames.float()
-    if cfg.get("do_rescale", True):
-        x = x * float(cfg.get("rescale_factor", 1 / 255))
-    if cfg.get("do_normalize", True):
-        mean = torch.tensor(cfg.get("image_mean", CLIP_MEAN), dtype=torch.float32)
-        std = torch.tensor(cfg.get("image_std", CLIP_STD), dtype=torch.float32)
-        x = (x - mean.view(3, 1, 1)) / std.view(3, 1, 1)
-    return x
+    """uint8 [..., 3, H, W] -> float32, rescaled and normalised with the config's mean/std the
+    way transformers' ``rescale_and_normalize`` does (one fused (x - 255 mean) / (255 std))."""
+    do_rescale, do_normalize = cfg.get("do_rescale", True), cfg.get("do_normalize", True)
+    factor = float(cfg.get("rescale_factor", 1 / 255))
+    if not do_normalize:
+        return frames * factor if do_rescale else frames.float()
+    mean = torch.tensor(cfg.get("image_mean", CLIP_MEAN))
+    std = torch.tensor(cfg.get("image_std", CLIP_STD))
+    if do_rescale:
+        mean, std = mean * (1.0 / factor), std * (1.0 / factor)
+    return frames.float().sub(mean.view(3, 1, 1)).div_(std.view(3, 1, 1))
+
+
+def ov_resize_to(cfg: dict, height: int, width: int) -> tuple[int, int]:
+    """The output size of LLaVA-OV's video processor for frames of ``height`` x ``width``:
+    ``size`` {height, width}, or {shortest_edge} (aspect kept, the long side truncated)."""
+    size = cfg.get("size") or {"height": 384, "width": 384}
+    if "height" in size and "width" in size:
+        return size["height"], size["width"]
+    if set(size) == {"shortest_edge"}:
+        short = size["shortest_edge"]
+        if width <= height:
+            return int(short * height / width), short
+        return short, int(short * width / height)
+    raise ValueError(
+        f"video processor size must be {{height, width}} or {{shortest_edge}} without "
+        f"torchvision, got {size}"
+    )
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int):
@@ -222,6 +282,7 @@ class LoadedModel:
     processor: Any = None  # TestbedProcessor (testbed) or the stock processor when it loads
     video_config: dict = field(default_factory=dict)
     chat_template: str | None = None
+    video_processor: Any = None  # the stock video processor when torchvision imports
 
     @property
     def device(self) -> torch.device:
@@ -238,6 +299,30 @@ def read_video_config(path: Path) -> dict:
         if (path / name).is_file():
             return json.loads((path / name).read_text())
     return {}
+
+
+def stock_video_processor(family: str, path: Path, processor=None):
+    """The checkpoint's stock video processor (``processor.video_processor``, else the one its
+    config files name, else the family's class defaults); None when torchvision does not import
+    (the stock processors need it)."""
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError):  # absent, or built for another torch
+        return None
+    import transformers
+
+    if processor is not None:
+        return processor.video_processor
+    cfg = read_video_config(path)
+    # A fresh size dict: transformers 5.17's Qwen2VLVideoProcessor writes min_pixels/max_pixels
+    # into its class default when given none, which the next checkpoint would inherit.
+    kwargs = {"size": dict(cfg.get("size") or QWEN_SIZE)} if family == "qwen2_5_vl" else {}
+    if not cfg:
+        return getattr(transformers, VIDEO_PROCESSOR_CLASSES[family])(**kwargs)
+    try:
+        return transformers.AutoVideoProcessor.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load the video processor of {path}: {_one_line(err)}") from err
 
 
 def _chat_template(path: Path, tokenizer) -> str | None:
@@ -272,7 +357,9 @@ def load_model(model_dir, device: str = "auto", dtype: str = "auto") -> LoadedMo
     except Exception:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     template = None if processor is not None else _chat_template(path, tokenizer)
-    return LoadedModel(model, family, path, tokenizer, processor, read_video_config(path), template)
+    video_config = read_video_config(path)
+    stock = stock_video_processor(family, path, processor)
+    return LoadedModel(model, family, path, tokenizer, processor, video_config, template, stock)
 
 
 # ---------------------------------------------------------------------------- prompts and inputs
@@ -412,15 +499,8 @@ def _prepare_ov(loaded, info, question, num_frames, fps, max_pixels) -> Prepared
     t0 = time.perf_counter()
     frames = read_frames(info.path, indices)  # unique: count <= total frames
     decode_seconds = time.perf_counter() - t0
-    size = cfg.get("size") or {"height": 384, "width": 384}
-    if "height" in size:
-        height, width = size["height"], size["width"]
-    else:
-        height = width = size.get("shortest_edge", 384)
-    mode = RESAMPLE.get(cfg.get("resample", 3), "bicubic")
-    if cfg.get("do_resize", True):
-        frames = resize_frames(frames, height, width, mode)
-    pixels = normalize(frames, cfg)[None]  # [1, T, 3, H, W]
+    pixels, frames = _ov_pixels(loaded, frames)
+    height, width = frames.shape[-2:]
     vision = config.vision_config
     patches = vision.image_size // vision.patch_size
     side = math.ceil(patches / 2)
@@ -446,9 +526,62 @@ def _prepare_ov(loaded, info, question, num_frames, fps, max_pixels) -> Prepared
     )
 
 
+def _resample(cfg: dict) -> str:
+    return RESAMPLE.get(cfg.get("resample", 3), "bicubic")
+
+
+def _ov_pixels(loaded, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 frames [T, 3, H, W] -> (pixel_values_videos [1, T, 3, h, w], the resized uint8
+    frames [T, 3, h, w]): the stock video processor's, else its steps reproduced."""
+    cfg, stock = loaded.video_config, loaded.video_processor
+    if stock is not None:
+        out = stock(videos=[frames], do_sample_frames=False, return_tensors="pt")
+        pixels = out["pixel_values_videos"]
+        return pixels, resize_frames(frames, *pixels.shape[-2:], _resample(cfg))
+    if cfg.get("do_resize", True):
+        height, width = ov_resize_to(cfg, *frames.shape[-2:])
+        frames = resize_frames(frames, height, width, _resample(cfg))
+    return normalize(frames, cfg)[None], frames
+
+
+def qwen_pixel_bounds(cfg: dict, max_pixels: int | None, num_frames: int) -> tuple[int, int]:
+    """(min, max) pixels per frame of ``Qwen2VLVideoProcessor.resize``: the config's (or the
+    ``max_pixels`` argument), with its optional ``cap_pixels_per_frame`` share of
+    ``max_video_tokens`` (90% of them) per temporal patch."""
+    size = cfg.get("size") or QWEN_SIZE
+    min_pixels = cfg.get("min_pixels") or size.get("shortest_edge")
+    max_pixels = max_pixels or cfg.get("max_pixels") or size.get("longest_edge")
+    if cfg.get("cap_pixels_per_frame"):
+        factor = int(cfg.get("patch_size", 14)) * int(cfg.get("merge_size", 2))
+        total = int(int(cfg.get("max_video_tokens", 128000)) * factor * factor * 0.9)
+        share = total * int(cfg.get("temporal_patch_size", 2)) // num_frames
+        max_pixels = max(min(max_pixels, share), int(min_pixels * 1.05))
+    return min_pixels, max_pixels
+
+
+def _qwen_pixels(loaded, frames: torch.Tensor, max_pixels: int | None):
+    """uint8 frames [T, 3, H, W] -> (pixel_values_videos [t*h*w, 3*2*14*14], (t, h, w), the
+    resized uint8 frames): the stock video processor's, else its steps reproduced."""
+    cfg, stock = loaded.video_config, loaded.video_processor
+    if stock is not None:
+        size = {"shortest_edge": stock.size.shortest_edge, "longest_edge": max_pixels}
+        kwargs = {"size": size} if max_pixels else {}
+        out = stock(videos=[frames], do_sample_frames=False, return_tensors="pt", **kwargs)
+        t, h, w = out["video_grid_thw"][0].tolist()
+        side = stock.patch_size
+        resized = resize_frames(frames, h * side, w * side, _resample(cfg))
+        return out["pixel_values_videos"], (t, h, w), resized
+    patch, merge = int(cfg.get("patch_size", 14)), int(cfg.get("merge_size", 2))
+    temporal = int(cfg.get("temporal_patch_size", 2))
+    min_pixels, max_pixels = qwen_pixel_bounds(cfg, max_pixels, len(frames))
+    height, width = smart_resize(*frames.shape[-2:], patch * merge, min_pixels, max_pixels)
+    resized = resize_frames(frames, height, width, _resample(cfg))
+    flat, t, h, w = patchify(normalize(resized, cfg), patch, merge, temporal)
+    return flat, (t, h, w), resized
+
+
 def _prepare_qwen(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
     cfg, config = loaded.video_config, loaded.model.config
-    patch = int(cfg.get("patch_size", 14))
     merge = int(cfg.get("merge_size", 2))
     temporal = int(cfg.get("temporal_patch_size", 2))
     count = qwen_num_frames(info, cfg, num_frames, fps)
@@ -456,12 +589,8 @@ def _prepare_qwen(loaded, info, question, num_frames, fps, max_pixels) -> Prepar
     t0 = time.perf_counter()
     frames = read_frames(info.path, indices)
     decode_seconds = time.perf_counter() - t0
-    size = cfg.get("size") or {}
-    min_pixels = cfg.get("min_pixels") or size.get("shortest_edge") or 128 * 28 * 28
-    max_pixels = max_pixels or cfg.get("max_pixels") or size.get("longest_edge") or 28 * 28 * 768
-    height, width = smart_resize(info.height, info.width, patch * merge, min_pixels, max_pixels)
-    frames = resize_frames(frames, height, width, RESAMPLE.get(cfg.get("resample", 3), "bicubic"))
-    flat, t, h, w = patchify(normalize(frames, cfg), patch, merge, temporal)
+    flat, (t, h, w), frames = _qwen_pixels(loaded, frames, max_pixels)
+    height, width = frames.shape[-2:]
     sampled_fps = len(indices) / info.total_frames * (info.fps or 24)
     video_id = config.video_token_id
     token = loaded.tokenizer.convert_ids_to_tokens(video_id)
