@@ -68,7 +68,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .video_io import VideoInfo, probe_video, read_frames
+from vidpress.video_io import VideoInfo, one_line, probe_video, read_frames
 
 FAMILIES = ("testbed", "llava_onevision", "qwen2_5_vl")
 MODEL_CLASSES = {
@@ -322,7 +322,7 @@ def stock_video_processor(family: str, path: Path, processor=None):
     try:
         return transformers.AutoVideoProcessor.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load the video processor of {path}: {_one_line(err)}") from err
+        raise ValueError(f"cannot load the video processor of {path}: {one_line(err)}") from err
 
 
 def _chat_template(path: Path, tokenizer) -> str | None:
