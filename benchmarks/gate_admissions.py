@@ -12,7 +12,7 @@ LLaVA-OneVision adapter's ``prepare``), then reports:
 - for tau in 0.6 / 0.7 / 0.8 and the selected slots B_sel of 2% and 1% (87 and 44 of 125 and 63):
   how many tokens the gate admits walking in CLS-attention order, on plain tokens (the paper's
   gate) and on centred tokens (``UnifiedPress(centred_gate=True)``), and how many frames they
-  come from. Every slot the gate leaves empty becomes a DPC-KNN cluster (METHOD.md stage 1).
+  come from. Every slot the gate leaves empty becomes a DPC-KNN cluster (docs/method.md stage 1).
 
 CPU, about 5 s per item (the vision tower and the projector; no LLM).
 """

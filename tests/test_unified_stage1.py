@@ -1,4 +1,4 @@
-"""The unified outer stage (METHOD.md stage 1) through the public entry point."""
+"""The unified outer stage (docs/method.md stage 1) through the public entry point."""
 
 import pytest
 import torch

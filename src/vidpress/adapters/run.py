@@ -5,8 +5,9 @@ How a call flows (all through removable hooks, removed on exit, also after an ex
 - A forward pre-hook on the model sees every call. A call with ``pixel_values_videos`` is a
   prefill: the adapter runs the vision tower once (recording the q/k the scores need), the press
   compresses each video, and the hook hands the stock forward a shorter, re-left-padded
-  ``inputs_embeds`` with its own attention mask and position ids (METHOD.md: 1-D RoPE contiguous
-  by default or original ids; M-RoPE original (t, h, w) of each kept token or cluster centre).
+  ``inputs_embeds`` with its own attention mask and position ids (docs/method.md: 1-D RoPE
+  contiguous by default or original ids; M-RoPE original (t, h, w) of each kept token or cluster
+  centre).
 - Inner stage (optional) at decoder layer K: a pre-hook on layer K-1's attention records its input
   and rotary embedding; a pre-hook on layer K recomputes the text rows of that attention from
   q/k, scores and merges the visual tokens, and shortens the hidden states. Pre-hooks on layers
@@ -447,7 +448,7 @@ class Run:
         """Position ids of the last ``step`` tokens of a decoding call whose mask columns after
         the prompt are ``tail: [B, done + step]``: [B, step] (1-D RoPE), [3, B, step] (M-RoPE;
         [4, B, step] with ``text_row``, the text positions first, as Qwen2.5-VL's generate()
-        passes them). They continue the compressed prompt's (METHOD.md: contiguous 1-D ids by
+        passes them). They continue the compressed prompt's (docs/method.md: contiguous 1-D ids by
         default) or the original prompt's ("original" 1-D ids; M-RoPE's offset ``rope_delta``)."""
         outer = torch.cat([session.outer_mask, tail], dim=1)
         original = torch.cat([session.orig_mask, tail], dim=1)

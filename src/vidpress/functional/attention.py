@@ -126,7 +126,7 @@ def text_to_visual_attention(
     q_text: [H, Q, d] queries of the Q text rows (RoPE applied); k: [H, L, d] all keys (RoPE
     applied, KV heads already repeated to H). ``causal_offset`` is the sequence index of the
     first text row: row i attends to keys 0..causal_offset + i. The softmax runs over the full
-    causal row (METHOD.md stage 2). Returns [Q, V] for the columns ``visual``.
+    causal row (docs/method.md stage 2). Returns [Q, V] for the columns ``visual``.
     """
     logits = (q_text.float() @ k.float().transpose(-1, -2)) * q_text.shape[-1] ** -0.5
     rows = torch.arange(q_text.shape[1], device=q_text.device)[:, None] + causal_offset

@@ -1,7 +1,7 @@
 """Token budgets: the one place where a ratio becomes a token count.
 
 Rounding rule (used everywhere in vidpress): ``count = floor(ratio * total + 0.5)``, i.e. round half
-up, so 2% of 6,272 tokens is 125 and 50% of 125 is 63 (METHOD.md). A ratio never rounds down to
+up, so 2% of 6,272 tokens is 125 and 50% of 125 is 63 (docs/method.md). A ratio never rounds down to
 0 tokens: the result is at least 1. Only an explicit ``budget=0`` gives 0.
 """
 
@@ -40,7 +40,7 @@ def token_budget(total: int, retention: float | None = None, budget: int | None 
 def split_budget(budget: int, ratio: float) -> tuple[int, int]:
     """Split ``budget`` into ``(rest, part)`` with ``part = round_half_up(ratio * budget)``.
 
-    Used for the unified method's cluster ratio (METHOD.md stage 1 step 3): ``B_clu`` cluster
+    Used for the unified method's cluster ratio (docs/method.md stage 1 step 3): ``B_clu`` cluster
     slots and ``B_sel = B - B_clu`` selected slots. ``ratio`` may be 0.
     """
     ratio = check_ratio("cluster_ratio", ratio, zero_ok=True)

@@ -1,7 +1,7 @@
 """Merging tokens: the shared ways a group of tokens becomes one token.
 
 - ``group_mean``: size-weighted mean of every group (the unified method's clusters and its
-  in-LLM merge; METHOD.md's decision, order-independent).
+  in-LLM merge; docs/method.md's decision, order-independent).
 - ``blend_into_targets``: ``w * target + (1 - w) * mean(members)`` (FastVID's DTM, HoliTom's
   static clusters).
 - ``sequential_pairwise_mean``: HoliTom's in-LLM merge, ``kept = (kept + dropped) / 2`` applied

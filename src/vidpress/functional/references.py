@@ -1,4 +1,4 @@
-"""Simple references every results table carries (BASELINES.md), at exactly the same budget.
+"""Simple references every results table carries (docs/baselines.md), at exactly the same budget.
 
 - ``uniform``: spatial average pooling of each frame (what a user gets by lowering resolution).
 - ``framedrop``: fewer frames, whole frames kept at a uniform spacing.

@@ -1,4 +1,4 @@
-"""Stage 1 of the unified method: one global retention pool across all frames (METHOD.md).
+"""Stage 1 of the unified method: one global retention pool across all frames (docs/method.md).
 
 1. Contribution order (Eq. 1): all T x N tokens sorted by the vision encoder's attention score.
 2. Redundancy gate (Eq. 2): walk that order; a candidate enters the retention pool unless its
@@ -61,7 +61,7 @@ def unified_compress(
     If the gate runs out of candidates, the unfilled slots become cluster slots (or, with
     clustering off, go to the best-ranked rejected candidates), so the total is always B.
 
-    ``centred_gate=True`` (not the paper's; METHOD.md's default is the plain cosine) gates on
+    ``centred_gate=True`` (not the paper's; docs/method.md's default is the plain cosine) gates on
     ``tokens`` minus their mean over the video. When every token shares a large common
     component (mean pairwise cosine 0.6-0.93 on the testbed's projected features), the plain
     gate admits only a handful of tokens before rejecting all the rest, and the clusters take the

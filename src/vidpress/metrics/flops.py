@@ -42,7 +42,7 @@ its stage-1 methods that way.
 - Compression: an estimate of the press's dominant similarity matmuls, see
   :func:`compression_flops`. Sorting, top-k and elementwise work are not counted.
 
-Inner merging in ``exact`` follows the project's method (METHOD.md): layers ``< K`` run on B.
+Inner merging in ``exact`` follows the project's method (docs/method.md): layers ``< K`` run on B.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ POSITION_MODES = ("contiguous", "original")
 
 @dataclass(frozen=True)
 class InnerStage:
-    """The in-LLM stage at decoder layer ``layer`` (METHOD.md stage 2, FastV, HoliTom).
+    """The in-LLM stage at decoder layer ``layer`` (docs/method.md stage 2, FastV, HoliTom).
 
     keep:       fraction of each sample's visual tokens kept from layer K on (``token_budget``)
     importance: "text_aware" (Eq. 9 over the text rows after the video) or "last_token" (the last

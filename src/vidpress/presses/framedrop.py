@@ -1,5 +1,5 @@
 """FrameDropPress: uniform frame dropping to the same budget (a reference baseline: fewer frames;
-BASELINES.md "simple references"). Whole frames at a uniform stride are kept (``functional``'s
+docs/baselines.md "simple references"). Whole frames at a uniform stride are kept (``functional``'s
 "framedrop" method). Default retention 2%.
 """
 

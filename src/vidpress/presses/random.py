@@ -1,5 +1,5 @@
 """RandomPress: random token selection with a fixed seed, to the same budget (a reference
-baseline; BASELINES.md "simple references"). Default retention 2%, seed 0.
+baseline; docs/baselines.md "simple references"). Default retention 2%, seed 0.
 """
 
 from __future__ import annotations

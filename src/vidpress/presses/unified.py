@@ -8,13 +8,13 @@ Stage 2 at layer K: text-aware importance (Eq. 9) over the text rows after the v
 size-weighted merge of the dropped tokens into their most similar kept token.
 
 Defaults: the paper's (retention 2%, tau 0.7, cluster ratio 0.3, K 18, R 50%, lambda 0.5) and
-METHOD.md's decisions (k = 7, head-mean scores, mean merging, contiguous 1-D positions).
+docs/method.md's decisions (k = 7, head-mean scores, mean merging, contiguous 1-D positions).
 Switches: ``attention_order``, ``similarity_gate``, ``clustering`` (Table 5) and
 ``text_aware_merging`` (False = "w/o merging", the inner stage off); ``centred_gate`` (not the
 paper's: the gate's cosine on mean-centred tokens, see ``functional.unified_compress``; on the
 testbed it lets the gate fill its slots but lowers accuracy at 2%/1%, 56.6% -> 50.9%:
 benchmarks/results/synthvqa_testbed_centred_gate.md).
-Known deviations: the paper gives no code; unspecified choices follow METHOD.md.
+Known deviations: the paper gives no code; unspecified choices follow docs/method.md.
 """
 
 from __future__ import annotations

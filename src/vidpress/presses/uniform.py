@@ -1,5 +1,5 @@
 """UniformPoolPress: uniform spatial pooling per frame to the same budget (a reference baseline:
-what a user gets by lowering the resolution; BASELINES.md "simple references").
+what a user gets by lowering the resolution; docs/baselines.md "simple references").
 
 Each frame keeps an even share of the budget, spread on a uniform grid; the tokens of each kept
 cell are averaged (``functional``'s "uniform" method). Default retention 2%.
