@@ -1,6 +1,7 @@
 """The baselines' stage-1 algorithms (VisionZip, FastVID, HoliTom) and the simple references."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -26,6 +27,8 @@ def check_consistent(res, frames: int, grid: tuple[int, int]):
     """Original order; each output sits at one of its own inputs; sizes count the assignment."""
     rows, cols = grid
     assert res.assignment.shape == (frames * rows * cols,)
+    for axis, size in enumerate((frames, rows, cols)):
+        assert bool((res.positions[:, axis] >= 0).all() and (res.positions[:, axis] < size).all())
     assert res.positions.shape == (len(res), 3) and res.tokens.shape[0] == len(res)
     sizes = torch.bincount(res.assignment[res.assignment >= 0], minlength=len(res))
     assert torch.equal(res.sizes, sizes) and bool((res.sizes >= 1).all())
@@ -124,12 +127,13 @@ def test_batched_dpc_knn_matches_the_single_one_row_by_row():
     valid[0, 3] = True  # a lone token
     valid[1] = False
     valid[1, [2, 9]] = True  # two tokens: k shrinks to 1
-    rho, delta = F.dpc_knn_scores_batched(x, valid, k=4)
+    log_rho, delta = F.dpc_knn_scores_batched(x, valid, k=4)
     for b in range(5):
-        ref_rho, ref_delta = F.dpc_knn_scores(x[b][valid[b]], k=4)
-        torch.testing.assert_close(rho[b][valid[b]], ref_rho)
+        ref_log_rho, ref_delta = F.dpc_knn_scores(x[b][valid[b]], k=4)
+        torch.testing.assert_close(log_rho[b][valid[b]], ref_log_rho)
         torch.testing.assert_close(delta[b][valid[b]], ref_delta)
-        assert bool((rho[b][~valid[b]] == 0).all() and (delta[b][~valid[b]] == 0).all())
+        assert bool((log_rho[b][~valid[b]] == -math.inf).all())
+        assert bool((delta[b][~valid[b]] == 0).all())
 
 
 # ---- segmentation

@@ -23,18 +23,19 @@ def naive_gate(x: torch.Tensor, tau: float, capacity: int) -> list[int]:
 
 
 def naive_dpc(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eqs. 3-4 with the full distance matrix, ties by index."""
+    """Eqs. 3-4 with the full distance matrix, ties by index: (log rho, delta)."""
     m, dim = x.shape
     d = torch.cdist(x.double(), x.double()) / math.sqrt(dim)
-    rho = torch.empty(m, dtype=torch.float64)
+    log_rho = torch.empty(m, dtype=torch.float64)
     for i in range(m):
         others = torch.cat([d[i, :i], d[i, i + 1 :]])
-        rho[i] = torch.exp(-(others.sort().values[:k] ** 2).mean())
+        log_rho[i] = -(others.sort().values[:k] ** 2).mean()
     delta = torch.empty(m, dtype=torch.float64)
+    key = [(float(v), -j) for j, v in enumerate(log_rho)]  # denser: higher, then lower index
     for i in range(m):
-        denser = [j for j in range(m) if rho[j] > rho[i] or (rho[j] == rho[i] and j < i)]
+        denser = [j for j in range(m) if key[j] > key[i]]
         delta[i] = d[i, denser].min() if denser else d[i].max()
-    return rho, delta
+    return log_rho, delta
 
 
 @pytest.mark.parametrize(
@@ -102,14 +103,14 @@ def test_dpc_knn_matches_the_definition(m, dim, k, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, dim, generator=g)
     x[: m // 4] = x[m // 4 : 2 * (m // 4)]  # duplicated points: zero distances and tied density
-    rho, delta = F.dpc_knn_scores(x, k)
+    log_rho, delta = F.dpc_knn_scores(x, k)
     if m == 1:
-        assert rho.tolist() == [1.0] and delta.tolist() == [0.0]
+        assert log_rho.tolist() == [0.0] and delta.tolist() == [0.0]
         return
-    rho_ref, delta_ref = naive_dpc(x, min(k, m - 1))
-    torch.testing.assert_close(rho.double(), rho_ref, rtol=1e-4, atol=1e-5)
+    log_rho_ref, delta_ref = naive_dpc(x, min(k, m - 1))
+    torch.testing.assert_close(log_rho.double(), log_rho_ref, rtol=1e-4, atol=1e-5)
     # delta depends on the density order: compare where the order is not a float-level tie.
-    gap = (rho_ref[:, None] - rho_ref[None, :]).abs() + torch.eye(m, dtype=torch.float64)
+    gap = (log_rho_ref[:, None] - log_rho_ref[None, :]).abs() + torch.eye(m, dtype=torch.float64)
     clear = gap.min(dim=1).values > 1e-5
     torch.testing.assert_close(delta.double()[clear], delta_ref[clear], rtol=1e-4, atol=1e-4)
 
@@ -118,11 +119,11 @@ def test_dpc_knn_second_pass_for_density_peaks(monkeypatch):
     """With a neighbour list of 1, most rows need the full pass: results must not change."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(50, 4, generator=g)
-    rho, delta = F.dpc_knn_scores(x, 3)
+    log_rho, delta = F.dpc_knn_scores(x, 3)
     monkeypatch.setattr("vidpress.functional.dpc_knn.NEIGHBOURS", 1)
     monkeypatch.setattr("vidpress.functional.similarity.CHUNK_ELEMENTS", 64)
-    rho2, delta2 = F.dpc_knn_scores(x, 3)
-    torch.testing.assert_close(rho, rho2)
+    log_rho2, delta2 = F.dpc_knn_scores(x, 3)
+    torch.testing.assert_close(log_rho, log_rho2)
     torch.testing.assert_close(delta, delta2)
 
 

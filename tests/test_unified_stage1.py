@@ -1,5 +1,6 @@
 """The unified outer stage (docs/method.md stage 1) through the public entry point."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -26,6 +27,8 @@ def check_consistent(res, tokens, cols):
     """Sizes count members, outputs are in original order, each output's position is a member."""
     frames, per_frame, _ = tokens.shape
     assert res.assignment.shape == (frames * per_frame,)
+    for axis, size in enumerate((frames, per_frame // cols, cols)):
+        assert bool((res.positions[:, axis] >= 0).all() and (res.positions[:, axis] < size).all())
     members = res.assignment[res.assignment >= 0]
     assert torch.equal(res.sizes, torch.bincount(members, minlength=len(res)))
     flat = res.positions[:, 0] * per_frame + res.positions[:, 1] * cols + res.positions[:, 2]
@@ -204,6 +207,18 @@ def test_the_point_of_the_paper_one_global_pool():
         (dict(budget=5, k=0), "k must be an integer >= 1"),
         (dict(budget=5, cluster_ratio=2.0), r"cluster_ratio must be in \[0, 1\]"),
         (dict(budget=5, bogus=1), "does not take"),
+        (dict(budget=2.5), r"budget must be an integer in \[0, 64\] \(the tokens\), got 2.5"),
+        (dict(budget=True), r"budget must be an integer in \[0, 64\] \(the tokens\), got True"),
+        (dict(budget="5"), r"budget must be an integer in \[0, 64\]"),
+        (dict(retention="0.1"), r"retention must be a number in \(0, 1\], got str"),
+        (dict(retention=True), r"retention must be a number in \(0, 1\], got bool"),
+        (dict(retention=torch.tensor(0.1)), r"retention must be a number in \(0, 1\], got Tensor"),
+        (dict(retention=float("nan")), r"retention must be in \(0, 1\], got nan"),
+        (dict(budget=5, k=2.0), "k must be an integer >= 1, got 2.0"),
+        (dict(budget=5, attention_order="no"), "attention_order must be True or False"),
+        (dict(budget=5, clustering=1), "clustering must be True or False"),
+        (dict(budget=5, similarity_gate=None), "similarity_gate must be True or False"),
+        (dict(budget=5, centred_gate="yes"), "centred_gate must be True or False"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
@@ -232,3 +247,38 @@ def test_bad_tensors_are_named():
         F.compress_video_tokens("unified", tokens, bad_scores, budget=3)
     with pytest.raises(ValueError, match="grid must"):
         F.compress_video_tokens("unified", tokens, scores, budget=3, grid=(3, 3))
+    with pytest.raises(ValueError, match="tokens must be a floating-point tensor"):
+        F.compress_video_tokens("unified", tokens.long(), scores, budget=3)
+    half = tokens.half()
+    half[2, 5, 1] = float("inf")
+    with pytest.raises(ValueError, match="tokens contains NaN or inf"):
+        F.compress_video_tokens("unified", half, scores, budget=3)
+    with pytest.raises(ValueError, match="scores must be on the tokens' device cpu, got meta"):
+        F.compress_video_tokens("unified", tokens, scores.to("meta"), budget=3)
+
+
+def test_integers_of_any_kind_are_accepted():
+    tokens, scores = video(4, 16)
+    res = F.compress_video_tokens(
+        "unified", tokens, scores, budget=np.int64(5), grid=(np.int64(2), 8), k=np.int32(3)
+    )
+    assert len(res) == 5 and int(res.positions[:, 1].max()) <= 1
+    res = F.compress_video_tokens("unified", tokens, scores, retention=np.float32(0.1))
+    assert len(res) == F.token_budget(64, retention=0.1)
+
+
+GRID_ACCEPTED = r"grid must be two positive integers \(rows, cols\) with rows \* cols = N = 16"
+
+
+@pytest.mark.parametrize("name", F.STAGE1_METHODS)
+@pytest.mark.parametrize(
+    "grid", [(2.5, 6.4), (4.0, 4.0), (True, 16), (-4, -4), (0, 16), (2, 4), (16,), "4x4", 16]
+)
+def test_a_bad_grid_is_refused_by_every_method(name, grid):
+    """A non-integer grid was truncated: (2.5, 6.4) put outputs in frame 5 of 4."""
+    tokens, scores = video(4, 16)
+    with pytest.raises(ValueError, match=GRID_ACCEPTED):
+        F.compress_video_tokens(name, tokens, scores, budget=20, grid=grid)
+    method = getattr(F, f"{name}_compress")
+    with pytest.raises(ValueError, match=GRID_ACCEPTED):
+        method(tokens, scores, 20, grid=grid)

@@ -7,7 +7,8 @@ Stage 1 (before the LLM) has one entry point for every method::
 Where the paper's pieces live:
 - Eq. 1 (contribution scores from q/k):        attention.cls_attention / received_attention
 - Eq. 2 (redundancy gate, retention pool):      similarity.cosine_gate, unified.retention_pool
-- Eqs. 3-4 (DPC-KNN density and separation):    dpc_knn.dpc_knn_scores / dpc_knn_cluster
+- Eqs. 3-4 (DPC-KNN density and separation):    dpc_knn.dpc_knn_scores (log rho, delta) /
+                                                dpc_knn_cluster
 - Stage 1 as a whole (split, cluster, refill):  unified.unified_compress
 - Eq. 9 (text-aware importance) and merging:    inner.text_aware_importance / inner_compress
 - Budget rounding:                              budgets.token_budget
@@ -38,6 +39,7 @@ from vidpress.functional.dpc_knn import (
     dpc_knn_cluster,
     dpc_knn_scores,
     dpc_knn_scores_batched,
+    log_gamma,
 )
 from vidpress.functional.fastvid import fastvid_compress
 from vidpress.functional.holitom import holitom_compress
@@ -85,6 +87,7 @@ STAGE1_METHODS: tuple[str, ...] = tuple(_STAGE1)
 def identity(tokens: torch.Tensor, grid: tuple[int, int]) -> CompressedTokens:
     """Every token kept, unchanged and in order (what any method returns at retention 1.0)."""
     m = tokens.shape[0] * tokens.shape[1]
+    grid = resolve_grid(tokens.shape[1], grid)
     index = torch.arange(m, device=tokens.device)
     return finalize(tokens.reshape(m, -1), index, index, grid)
 
@@ -149,6 +152,7 @@ __all__ = [
     "holitom_compress",
     "identity",
     "inner_compress",
+    "log_gamma",
     "nearest",
     "nearest_per_batch",
     "random_compress",

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
+
+
+def is_integer(value) -> bool:
+    """An integer of any kind (Python, NumPy) that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A real number of any kind (Python, NumPy) that is not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_tensor(name: str, x: torch.Tensor, ndim: int, shape_doc: str) -> None:
@@ -25,8 +36,12 @@ def check_tensor(name: str, x: torch.Tensor, ndim: int, shape_doc: str) -> None:
 
 
 def check_video_inputs(tokens: torch.Tensor, scores: torch.Tensor) -> None:
-    """Validate ``tokens: [T, N, D]`` and ``scores: [T, N]`` and that their (T, N) agree."""
+    """Validate ``tokens: [T, N, D]`` and ``scores: [T, N]``: one device, the same (T, N)."""
     check_tensor("tokens", tokens, 3, "[T, N, D]")
+    if isinstance(scores, torch.Tensor) and scores.device != tokens.device:
+        raise ValueError(
+            f"scores must be on the tokens' device {tokens.device}, got {scores.device}"
+        )
     check_tensor("scores", scores, 2, "[T, N]")
     if tuple(scores.shape) != tuple(tokens.shape[:2]):
         raise ValueError(
@@ -38,17 +53,18 @@ def check_video_inputs(tokens: torch.Tensor, scores: torch.Tensor) -> None:
 def check_ratio(name: str, value: float, *, zero_ok: bool = False) -> float:
     """Raise unless ``value`` is a number in (0, 1] (or [0, 1] with ``zero_ok``)."""
     accepted = "[0, 1]" if zero_ok else "(0, 1]"
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (is_number and (value >= 0 if zero_ok else value > 0) and value <= 1):
+    if not is_real(value):
+        raise ValueError(f"{name} must be a number in {accepted}, got {type(value).__name__}")
+    if not ((value >= 0 if zero_ok else value > 0) and value <= 1):
         raise ValueError(f"{name} must be in {accepted}, got {value!r}")
     return float(value)
 
 
 def check_int(name: str, value: int, minimum: int = 1) -> int:
-    """Raise unless ``value`` is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Raise unless ``value`` is an integer >= ``minimum``; returns it as an int."""
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from vidpress.functional._checks import check_int, check_ratio
+from vidpress.functional._checks import check_int, check_ratio, is_integer
 
 
 def round_half_up(x: float) -> int:
@@ -28,11 +28,11 @@ def token_budget(total: int, retention: float | None = None, budget: int | None 
     if (retention is None) == (budget is None):
         raise ValueError("give exactly one of retention (a ratio in (0, 1]) or budget (a count)")
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= total:
+        if not is_integer(budget) or not 0 <= budget <= total:
             raise ValueError(
                 f"budget must be an integer in [0, {total}] (the tokens), got {budget!r}"
             )
-        return budget
+        return int(budget)
     retention = check_ratio("retention", retention)
     return min(total, max(1, round_half_up(retention * total)))
 

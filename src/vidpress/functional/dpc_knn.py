@@ -7,6 +7,10 @@ With ``d_ij = ||x_i - x_j|| / sqrt(D)``:
 Ties are broken by index, never by random noise: j is "denser" than i when rho_j > rho_i, or
 rho_j == rho_i and j < i, so exactly one token (the first densest) has no denser token.
 
+Densities are kept as log rho = -(1/k) sum d_ij^2: rho itself is 0 in float32 once that mean
+exceeds about 104 (independent tokens of RMS 7.2, at any D), which would tie every density and
+every gamma. The centres are the highest log gamma = log rho + log delta, the same order.
+
 Memory stays bounded: distances are computed in row chunks. Each row keeps its ``NEIGHBOURS``
 nearest tokens from the first pass; ``delta_i`` is read from that list when it holds a denser
 token (exact: the list is sorted by distance), and only the rows whose list holds none (the
@@ -14,6 +18,12 @@ local density peaks, few) get a second pass over all tokens. The nearest tokens 
 found in two exact steps: the minimum of each group of ``GROUP`` columns (strided groups),
 then a top-k among the columns of the k groups with the smallest minima (no other column can
 be nearer).
+
+Half precision: the distance products run in the tokens' dtype (bf16 tensor cores on a GPU;
+upcasting 50k x 3584 tokens to float32 would make the product several times slower) on the
+tokens centred and multiplied by a power of two (``similarity.centred_scaled``), so that
+squared norms and products stay inside float16's range whatever the tokens' magnitude. Norms
+and distances are float32; dividing them by the scale's square gives the tokens' distances.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ import math
 import torch
 
 from vidpress.functional.similarity import (
+    accumulation_dtype,
     centred_padded,
+    centred_scaled,
     descending_rank,
     nearest,
     row_chunks,
@@ -42,12 +54,13 @@ def _nearest_neighbours(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``count`` nearest other rows of each of the first ``m`` rows of ``cols: [M', D]``.
 
-    ``cols`` holds the M tokens then zero padding up to a multiple of ALIGN. Returns
-    (d^2 [M, count], index [M, count]): the scaled squared distance ||x_i - x_j||^2 / D, sorted
-    ascending. Rows are ranked by the closeness 2 x_i.x_j - ||x_j||^2 (one fused matrix product
-    in x's dtype; ||x_i||^2 is the same for the whole row and is added to the chosen ``count``).
+    ``cols`` holds the M (centred, scaled) tokens then zero padding up to a multiple of ALIGN.
+    Returns (d^2 [M, count], index [M, count]): the squared distances between rows of
+    ``cols``, float32, sorted ascending. Rows are ranked by the closeness 2 x_i.x_j - ||x_j||^2
+    (one fused matrix product in x's dtype; ||x_i||^2 is the same for the whole row and is
+    added to the chosen ``count``).
     """
-    x, dim = cols[:m], cols.shape[1]
+    x = cols[:m]
     sq = squared_norms(x)
     cols_sq = torch.full((cols.shape[0],), math.inf, dtype=cols.dtype, device=cols.device)
     cols_sq[:m] = sq  # padded columns are never near
@@ -58,7 +71,7 @@ def _nearest_neighbours(
         closeness.diagonal(offset=rows.start).fill_(-math.inf)  # a token is not its neighbour
         values, idx_out[rows] = _largest(closeness, count)
         d2_out[rows] = (sq[rows, None] - values.float()).clamp_(min=0.0)
-    return d2_out.div_(dim), idx_out
+    return d2_out, idx_out
 
 
 def _largest(closeness: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,23 +96,28 @@ def _largest(closeness: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.T
 
 
 def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
-    """Density ``rho`` (Eq. 3) and separation ``delta`` (Eq. 4) of each row of ``x: [M, D]``.
+    """Log density ``log rho`` (Eq. 3) and separation ``delta`` (Eq. 4) of the rows of
+    ``x: [M, D]``.
 
     Returns two float32 tensors of shape [M]. With fewer than k + 1 tokens, k shrinks to M - 1.
     """
-    return _scores(centred_padded(x), x.shape[0], k)
+    return _scores(*centred_padded(x), x.shape[0], k)
 
 
-def _scores(cols: torch.Tensor, m: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dpc_knn_scores`` of the first ``m`` rows of the padded, centred ``cols: [M', D]``."""
+def _scores(
+    cols: torch.Tensor, scale: torch.Tensor, m: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dpc_knn_scores`` of the first ``m`` rows of ``cols: [M', D]``, the tokens centred,
+    multiplied by ``scale`` and padded (``centred_padded``)."""
     if m == 1:
-        one = torch.ones(1, device=cols.device)
-        return one, torch.zeros(1, device=cols.device)
+        return torch.zeros(1, device=cols.device), torch.zeros(1, device=cols.device)
     k = min(k, m - 1)
+    to_d2 = scale.square().mul_(cols.shape[1]).reciprocal_()  # cols' d^2 -> ||x_i - x_j||^2 / D
     d2_near, idx_near = _nearest_neighbours(cols, m, min(max(k, NEIGHBOURS), m - 1))
-    rho = torch.exp(-d2_near[:, :k].mean(dim=1))
+    d2_near.mul_(to_d2)
+    log_rho = d2_near[:, :k].mean(dim=1).neg_()
 
-    order_rank = descending_rank(rho)  # smaller rank = denser
+    order_rank = descending_rank(log_rho)  # smaller rank = denser
     denser = order_rank[idx_near] < order_rank[:, None]  # [M, count]
     found = denser.any(dim=1)
     first = torch.argmax(denser.to(torch.int8), dim=1)
@@ -107,15 +125,15 @@ def _scores(cols: torch.Tensor, m: int, k: int) -> tuple[torch.Tensor, torch.Ten
 
     peaks = torch.nonzero(~found).squeeze(1)
     if peaks.numel() > 0:
-        delta_d2[peaks] = _separation_of_peaks(cols, m, peaks, order_rank)
-    return rho, delta_d2.sqrt()
+        delta_d2[peaks] = _separation_of_peaks(cols, m, peaks, order_rank).mul_(to_d2)
+    return log_rho, delta_d2.sqrt_()
 
 
 def _separation_of_peaks(
     cols: torch.Tensor, m: int, peaks: torch.Tensor, rank: torch.Tensor
 ) -> torch.Tensor:
-    """Scaled squared delta of the rows ``peaks`` by a full pass over all M tokens."""
-    x, dim = cols[:m], cols.shape[1]
+    """Squared delta of the rows ``peaks`` (in ``cols``' units) by a full pass over all M rows."""
+    x = cols[:m]
     sq = squared_norms(cols)
     out = torch.empty(peaks.numel(), dtype=torch.float32, device=x.device)
     for rows in row_chunks(peaks.numel(), cols.shape[0], x.device):
@@ -124,7 +142,12 @@ def _separation_of_peaks(
         denser = rank[None, :] < rank[ids][:, None]
         to_denser = torch.where(denser, d2, math.inf).amin(dim=1)
         out[rows] = torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1))
-    return out.div_(dim)
+    return out
+
+
+def log_gamma(log_rho: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """log gamma = log rho + log delta (-inf where delta = 0): the order of the centres."""
+    return log_rho + delta.log()
 
 
 def dpc_knn_scores_batched(
@@ -134,15 +157,15 @@ def dpc_knn_scores_batched(
 
     Row b gives what ``dpc_knn_scores(x[b][valid[b]], k)`` gives (FastVID's per-frame density
     score): k shrinks to the row's valid count - 1, the densest token's delta is its largest
-    distance, a lone token gets rho = 1 and delta = 0. Invalid entries get rho = delta = 0.
-    Rows are processed in chunks of at most CHUNK_ELEMENTS distances.
+    distance, a lone token gets log rho = 0 and delta = 0. Invalid entries get log rho = -inf
+    and delta = 0. Rows are processed in chunks of at most CHUNK_ELEMENTS distances.
     """
     b, m, _ = x.shape
-    rho = torch.zeros(b, m, dtype=torch.float32, device=x.device)
-    delta = torch.zeros_like(rho)
+    log_rho = torch.full((b, m), -math.inf, dtype=torch.float32, device=x.device)
+    delta = torch.zeros_like(log_rho)
     for rows in row_chunks(b, m * m, x.device):
-        rho[rows], delta[rows] = _scores_of_rows(x[rows], valid[rows], k)
-    return rho, delta
+        log_rho[rows], delta[rows] = _scores_of_rows(x[rows], valid[rows], k)
+    return log_rho, delta
 
 
 def _scores_of_rows(
@@ -151,29 +174,31 @@ def _scores_of_rows(
     """Eqs. 3-4 on a block of rows, ``x: [b, M, D]``, with the full [b, M, M] distances."""
     m, dim = x.shape[1:]
     count_row = valid.sum(dim=1)
-    mean = (x.float() * valid[:, :, None]).sum(dim=1) / count_row.clamp(min=1)[:, None]
-    x = x - mean[:, None, :].to(x.dtype)  # centred over each row's tokens, as ``centred`` does
-    d2 = squared_distances(x, x) / dim
+    total = x.masked_fill(~valid[:, :, None], 0).sum(dim=1, dtype=accumulation_dtype(x))
+    # centred over each row's valid tokens and scaled per row, as ``centred_padded`` does
+    x, scale = centred_scaled(x, total / count_row.clamp(min=1)[:, None])
+    to_d2 = scale.square().mul_(dim).reciprocal_()[:, None, None]
+    d2 = squared_distances(x, x).mul_(to_d2)  # ||x_i - x_j||^2 / D
     pair = valid[:, :, None] & valid[:, None, :]
     others = pair & ~torch.eye(m, dtype=torch.bool, device=x.device)
     k_row = (count_row - 1).clamp(max=k)  # [b], 0 for a lone token
     count = min(k, m - 1)
-    rho = torch.ones(valid.shape, dtype=torch.float32, device=x.device)
+    log_rho = torch.zeros(valid.shape, dtype=torch.float32, device=x.device)
     if count > 0:
         near = torch.where(others, d2, math.inf)
         d2_near = torch.topk(near, count, dim=2, largest=False, sorted=True).values
         used = torch.arange(count, device=x.device) < k_row[:, None, None]
-        mean_d2 = torch.where(used, d2_near, 0.0).sum(dim=2) / k_row.clamp(min=1)[:, None]
-        rho = torch.exp(-mean_d2)
-    rho = torch.where(valid, rho, 0.0)
+        sum_d2 = torch.where(used, d2_near, 0.0).sum(dim=2)
+        log_rho = sum_d2.div_(k_row.clamp(min=1)[:, None]).neg_()
+    log_rho = torch.where(valid, log_rho, -math.inf)
 
-    rank = descending_rank(torch.where(valid, rho, -1.0))
+    rank = descending_rank(log_rho)
     denser = pair & (rank[:, None, :] < rank[:, :, None])
     to_denser = torch.where(denser, d2, math.inf).amin(dim=2)
     farthest = torch.where(pair, d2, 0.0).amax(dim=2)
     delta_d2 = torch.where(denser.any(dim=2), to_denser, farthest)
     delta = torch.where(valid & (k_row > 0)[:, None], delta_d2.sqrt(), 0.0)
-    return rho, delta
+    return log_rho, delta
 
 
 def dpc_knn_centres(x: torch.Tensor, count: int, k: int = 7) -> torch.Tensor:
@@ -181,18 +206,18 @@ def dpc_knn_centres(x: torch.Tensor, count: int, k: int = 7) -> torch.Tensor:
 
     Sorted by decreasing gamma, ties by index. ``count`` is clamped to [0, M].
     """
-    return _centres(centred_padded(x), x.shape[0], count, k)
+    return _centres(*centred_padded(x), x.shape[0], count, k)
 
 
-def _centres(cols: torch.Tensor, m: int, count: int, k: int) -> torch.Tensor:
-    """``dpc_knn_centres`` of the first ``m`` rows of the padded, centred ``cols: [M', D]``."""
+def _centres(cols: torch.Tensor, scale: torch.Tensor, m: int, count: int, k: int) -> torch.Tensor:
+    """``dpc_knn_centres`` of the first ``m`` rows of the centred, scaled, padded ``cols``."""
     count = min(max(count, 0), m)
     if count == 0:
         return torch.empty(0, dtype=torch.long, device=cols.device)
     if count == m:
         return torch.arange(count, device=cols.device)
-    rho, delta = _scores(cols, m, k)
-    return torch.argsort(-(rho * delta), stable=True)[:count]
+    log_rho, delta = _scores(cols, scale, m, k)
+    return torch.argsort(log_gamma(log_rho, delta), descending=True, stable=True)[:count]
 
 
 def dpc_knn_cluster(x: torch.Tensor, count: int, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,8 +227,8 @@ def dpc_knn_cluster(x: torch.Tensor, count: int, k: int = 7) -> tuple[torch.Tens
     centre by Euclidean distance (ties: the lower label); a centre always joins itself.
     """
     m = x.shape[0]
-    cols = centred_padded(x)
-    centres = _centres(cols, m, count, k)
+    cols, scale = centred_padded(x)
+    centres = _centres(cols, scale, m, count, k)
     labels = nearest(cols[:m], cols[centres], metric="euclidean")
     labels[centres] = torch.arange(centres.numel(), device=x.device)
     return centres, labels

@@ -8,7 +8,8 @@ LLaVA-OneVision fork, which runs it inside the decoder before layer 0).
    smallest c_t or c_t < tau.
 3. Per frame, n tokens: n_c = floor(n d) context slots, n_s = n - n_c salient tokens.
 4. ATS: each frame keeps its top n_s tokens by saliency.
-5. Density score of each frame's other (non-salient) tokens: DPC-KNN rho x delta with k = 4.
+5. Density score of each frame's other (non-salient) tokens: DPC-KNN rho x delta with k = 4
+   (ranked as log rho + log delta, which does not underflow).
 6. DTM: a segment's anchor frames are every p-th frame counted back from its last frame; they
    share the segment's context slots and take their top-scoring non-salient tokens as targets.
    For each anchor frame, every non-salient token of the segment joins that frame's most
@@ -44,9 +45,9 @@ import torch
 
 from vidpress.functional._checks import check_int, check_ratio, check_tensor
 from vidpress.functional.budgets import spread_evenly
-from vidpress.functional.dpc_knn import dpc_knn_scores_batched
+from vidpress.functional.dpc_knn import dpc_knn_scores_batched, log_gamma
 from vidpress.functional.merging import blend_into_targets
-from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.segmentation import adjacent_similarity, dyseg_cuts, segment_ids
 from vidpress.functional.similarity import descending_rank, row_chunks, unit
 
@@ -113,6 +114,7 @@ def fastvid_compress(
     ``budget`` tokens.
     """
     frames, n, dim = tokens.shape
+    grid = resolve_grid(n, grid)
     check_int("segments", segments)
     tau = check_ratio("tau", tau, zero_ok=True)
     context_ratio = check_ratio("context_ratio", context_ratio, zero_ok=True)
@@ -144,8 +146,10 @@ def fastvid_compress(
     if int(slots.sum()) == 0:
         return finalize(flat[kept], kept, assignment, grid)
 
-    rho, delta = dpc_knn_scores_batched(tokens, ~is_salient, k)
-    density = torch.where(is_salient, -torch.inf, rho * delta)
+    log_rho, delta = dpc_knn_scores_batched(tokens, ~is_salient, k)
+    # log(rho x delta); delta = 0 (-inf) becomes the lowest finite value, above the salient
+    gamma = log_gamma(log_rho, delta).clamp_(min=torch.finfo(torch.float32).min)
+    density = torch.where(is_salient, -torch.inf, gamma)
     is_target = descending_rank(density) < slots.to(device)[:, None]
     targets = torch.nonzero(is_target.flatten()).squeeze(1)  # grouped by frame
     merged, best = dtm(flat, n, targets, ~is_salient, segment, anchor, slots, beta)

@@ -44,7 +44,7 @@ from vidpress.functional._checks import check_int, check_ratio
 from vidpress.functional.budgets import apportion, token_budget
 from vidpress.functional.dpc_knn import dpc_knn_cluster
 from vidpress.functional.merging import blend_into_targets
-from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.segmentation import (
     adjacent_similarity,
     best_windows,
@@ -131,6 +131,7 @@ def holitom_compress(
     Returns exactly ``budget`` tokens.
     """
     frames, n, dim = tokens.shape
+    grid = resolve_grid(n, grid)
     if tau is None:
         tau = default_tau(budget, frames * n)
     tau = check_ratio("tau", tau, zero_ok=True)

@@ -18,7 +18,7 @@ import torch
 from vidpress.functional._checks import check_int
 from vidpress.functional.budgets import round_half_up, spread_evenly
 from vidpress.functional.merging import group_mean
-from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 
 
 def _split_points(length: int, parts: torch.Tensor) -> torch.Tensor:
@@ -65,6 +65,7 @@ def uniform_compress(
     unused). A pooled token takes its cell's centre position (the upper-left of the middle
     four when even) and stands for the cell."""
     frames, n, dim = tokens.shape
+    grid = resolve_grid(n, grid)
     device = tokens.device
     per_frame = spread_evenly(budget, frames, n)
     first = torch.cumsum(per_frame, 0) - per_frame  # first output of each frame
@@ -118,6 +119,7 @@ def random_compress(
 def _keep_only(tokens: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int]) -> CompressedTokens:
     """The tokens at flat indices ``keep``, unchanged; every other token is dropped."""
     m = tokens.shape[0] * tokens.shape[1]
+    grid = resolve_grid(tokens.shape[1], grid)
     assignment = torch.full((m,), -1, dtype=torch.long, device=tokens.device)
     assignment[keep] = torch.arange(keep.numel(), device=tokens.device)
     return finalize(tokens.reshape(m, -1)[keep], keep, assignment, grid)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+from vidpress.functional._checks import is_integer
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,22 @@ def finalize(
 
 
 def resolve_grid(tokens_per_frame: int, grid: tuple[int, int] | None) -> tuple[int, int]:
-    """(rows, cols) of a frame: ``grid`` if given, else the square root of N (must be exact)."""
+    """(rows, cols) of a frame: ``grid`` if given, else the square root of N (must be exact).
+
+    A given grid must be two positive integers (not bools, not floats) with rows * cols = N.
+    """
     if grid is None:
-        side = int(round(tokens_per_frame**0.5))
+        side = math.isqrt(tokens_per_frame)
         if side * side != tokens_per_frame:
             raise ValueError(
                 f"grid must be given as (rows, cols) when N={tokens_per_frame} is not a square"
             )
         return side, side
-    rows, cols = grid
-    if rows * cols != tokens_per_frame or rows < 1 or cols < 1:
-        raise ValueError(f"grid must satisfy rows * cols = N = {tokens_per_frame}, got {grid}")
-    return int(rows), int(cols)
+    pair = isinstance(grid, (tuple, list)) and len(grid) == 2
+    positive = pair and all(is_integer(v) and v >= 1 for v in grid)
+    if not positive or grid[0] * grid[1] != tokens_per_frame:
+        raise ValueError(
+            "grid must be two positive integers (rows, cols) with rows * cols = "
+            f"N = {tokens_per_frame}, got {grid!r}"
+        )
+    return int(grid[0]), int(grid[1])

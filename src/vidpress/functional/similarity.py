@@ -1,6 +1,18 @@
 """Cosine similarity, the redundancy gate (Eq. 2) and chunked distance helpers.
 
 Everything here is exact and deterministic; nothing loops over tokens in Python.
+
+Half precision (float16, bfloat16). The big matrix products run in the inputs' dtype (tensor
+cores on a GPU: upcasting 50k x 3584 tokens to float32 would make them several times slower);
+norms, distances and divisions by norms are float32. float16 stores at most 65,504 and goes
+subnormal below 2^-14, so a squared norm or a dot product of two rows leaves its range long
+before the rows do (D = 3584 at a token RMS of 4.5 is |x|^2 ~ 72,000). Two fixes, neither of
+which copies a whole [M, D] matrix to float32:
+- Cosines divide the rows by their float32 norms before any product (``unit``).
+- Euclidean distances multiply the rows by ``power_of_two_scale`` first, which puts the largest
+  squared norm in (2^12, 2^14]: every entry of 2 x.y - |y|^2 then fits float16 with room to
+  spare and is far above its subnormals, whatever the tokens' magnitude. A power of two is
+  exact in every dtype, so dividing the distances by its square gives those of the tokens.
 """
 
 from __future__ import annotations
@@ -15,9 +27,38 @@ GPU_CHUNK_ELEMENTS = 1 << 27
 ALIGN = 64
 
 
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """Rows of ``x: [M, D]`` scaled to unit L2 norm, in float32."""
-    return torch.nn.functional.normalize(x.float(), dim=-1)
+# The largest squared row norm after ``power_of_two_scale``; then |2 x.y - |y|^2| <= 3 x 2^14,
+# below float16's largest number 65,504.
+SCALED_SQUARED_NORM = 2.0**14
+
+
+def accumulation_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the norms and means of ``x`` are computed in: float32 (float64 for float64)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def unit(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Rows of ``x: [..., D]`` scaled to unit L2 norm, in ``dtype``; a zero row stays zero.
+
+    The norms and the division are float32 (``accumulation_dtype``) whatever ``dtype`` is, so
+    rows of any magnitude that ``x`` stores (up to 65,504 x sqrt(D) in float16, down to 1e-19)
+    come out exact to ``dtype``'s precision.
+    """
+    norms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=accumulation_dtype(x))
+    return x.to(dtype, copy=True).div_(norms.clamp_(min=torch.finfo(torch.float32).tiny))
+
+
+def power_of_two_scale(largest_sq: torch.Tensor) -> torch.Tensor:
+    """The power of two s (float32, shaped like ``largest_sq``) with s^2 * largest_sq in
+    (2^12, 2^14] (SCALED_SQUARED_NORM): rows scaled by s keep squared norms, and dot products
+    of two rows, inside float16's range and above its subnormals.
+
+    largest_sq: a bound on the squared norms of the rows (float32). Multiplying by a power of
+    two is exact, so distances divided by s^2 afterwards are those of the unscaled rows. The
+    exponent is kept in [-32, 32] (zero rows get 2^32), so s^2 x D stays a float32 number.
+    """
+    exponent = torch.floor(0.5 * torch.log2(SCALED_SQUARED_NORM / largest_sq.float()))
+    return torch.exp2(exponent.clamp_(min=-32.0, max=32.0))
 
 
 def row_chunks(rows: int, cols: int, device: torch.device | str = "cpu") -> list[slice]:
@@ -37,25 +78,45 @@ def pad_rows(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
 
 
 def centred(x: torch.Tensor) -> torch.Tensor:
-    """``x: [M, D]`` minus its mean row (the mean taken in float32), in ``x``'s dtype."""
-    return x - x.mean(dim=0, dtype=torch.float32).to(x.dtype)
+    """``x: [M, D]`` minus its mean row (mean and difference in float32), in ``x``'s dtype."""
+    return torch.sub(x, x.mean(dim=0, dtype=accumulation_dtype(x)), out=torch.empty_like(x))
 
 
-def centred_padded(x: torch.Tensor) -> torch.Tensor:
-    """``x: [M, D]`` minus its mean row, in a buffer of zero rows padded to a multiple of ALIGN.
+def centred_scaled(
+    x: torch.Tensor, mean: torch.Tensor, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``((x - mean) * s, s)`` for ``x: [..., M, D]`` and a float32 ``mean: [..., D]`` (float64
+    for float64 ``x``).
+
+    s ([...] float32) is the ``power_of_two_scale`` of the bound (max_i |x_i| + |mean|)^2 on
+    the centred rows' squared norms; the difference and the product are computed in float32
+    and stored in ``x``'s dtype (in ``out`` when given), so neither overflows float16.
+    """
+    largest = squared_norms(x).amax(dim=-1).sqrt_() + torch.linalg.vector_norm(mean, dim=-1)
+    scale = power_of_two_scale(largest.square())
+    out = torch.empty_like(x) if out is None else out
+    torch.addcmul((mean * -scale[..., None])[..., None, :], x, scale[..., None, None], out=out)
+    return out, scale
+
+
+def centred_padded(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``centred_scaled(x)`` around the mean row of ``x: [M, D]``, in a buffer of zero rows
+    padded to a multiple of ALIGN: (rows [M', D] in x's dtype, scale s, a float32 scalar).
 
     Distances do not change when every row moves by the same vector, and the dot products in
-    ``squared_distances`` lose less precision once the large common component is gone.
+    ``squared_distances`` lose less precision once the large common component is gone; the
+    distances of the buffer's rows are s^2 times those of ``x``.
     """
     out = x.new_zeros((x.shape[0] + -x.shape[0] % ALIGN, x.shape[1]))
-    out[: x.shape[0]] = x
-    out[: x.shape[0]] -= x.mean(dim=0, dtype=torch.float32).to(x.dtype)
-    return out
+    mean = x.mean(dim=0, dtype=accumulation_dtype(x))
+    _, scale = centred_scaled(x, mean, out=out[: x.shape[0]])
+    return out, scale
 
 
 def squared_norms(x: torch.Tensor) -> torch.Tensor:
-    """[..., M] float32 squared L2 norms of the rows of ``x: [..., M, D]`` (no float32 copy)."""
-    return torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32).square_()
+    """[..., M] squared L2 norms of the rows of ``x: [..., M, D]`` in ``accumulation_dtype``
+    (float32 for half precision, without a float32 copy of ``x``)."""
+    return torch.linalg.vector_norm(x, dim=-1, dtype=accumulation_dtype(x)).square_()
 
 
 def descending_rank(values: torch.Tensor) -> torch.Tensor:
@@ -76,7 +137,8 @@ def squared_distances(
     ``b: [..., Mb, D]`` (float32, >= 0); leading dimensions are batch dimensions.
 
     ``a_sq``/``b_sq``: the rows' squared norms when the caller has them (chunked loops compute
-    them once). The dot products run in the inputs' dtype (tensor cores for bf16 on a GPU).
+    them once). The dot products run in the inputs' dtype (tensor cores for bf16 on a GPU): in
+    float16 the rows must be in range, e.g. scaled by ``power_of_two_scale``.
     """
     a_sq = squared_norms(a) if a_sq is None else a_sq
     b_sq = squared_norms(b) if b_sq is None else b_sq
@@ -89,15 +151,18 @@ def nearest(queries: torch.Tensor, targets: torch.Tensor, metric: str = "cosine"
     """``[Mq]`` index of the nearest row of ``targets`` for each row of ``queries``.
 
     metric "cosine" (highest cosine similarity) or "euclidean" (smallest distance). Ties go to
-    the lowest target index. Computed in row chunks.
+    the lowest target index. Computed in row chunks; for "euclidean" both sides are first
+    multiplied by one ``power_of_two_scale`` (the nearest row does not change).
     """
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     if metric == "cosine":
         q, t = unit(queries), unit(targets)
     else:
-        t = pad_rows(targets)
-        t_sq = pad_rows(squared_norms(targets), value=torch.inf)
+        largest = torch.maximum(squared_norms(queries).max(), squared_norms(targets).max())
+        scale = power_of_two_scale(largest)
+        queries, t = queries * scale, pad_rows(targets * scale)
+        t_sq = pad_rows(squared_norms(t[: targets.shape[0]]), value=torch.inf)
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
     for rows in row_chunks(queries.shape[0], t.shape[0], queries.device):
         if metric == "cosine":
@@ -165,8 +230,8 @@ def cosine_gate(
     grows), so after each block every remaining candidate is tested, in one matrix product,
     against the tokens that block admitted, and the rejected ones leave the walk. The greedy
     order inside the next block of survivors is resolved on its [block, block] similarities.
-    Rows are normalised as they are gathered (bounded memory); half-precision features stay in
-    their dtype for the products (tensor cores), others run in float32.
+    Rows are normalised as they are gathered (bounded memory, ``unit``: float32 norms) and stay
+    in the features' dtype for the products (tensor cores for half precision).
     """
     remaining = torch.arange(features.shape[0], device=features.device)
     remaining = remaining if order is None else order
@@ -174,7 +239,7 @@ def cosine_gate(
     taken = 0
     while taken < capacity and remaining.numel() > 0:
         head, remaining = remaining[:block], remaining[block:]
-        cand = _unit_rows(features, head)
+        cand = unit(features[head], features.dtype)
         conflict = torch.tril((cand @ cand.T).float() >= tau, diagonal=-1)
         admitted = _admit_block(conflict, capacity - taken)
         local = head[admitted]
@@ -187,16 +252,6 @@ def cosine_gate(
     return torch.cat(admitted_ids)
 
 
-def _unit_rows(features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The ``rows`` of ``features`` at unit norm; half precision stays half (the norms are
-    computed in float32 without a float32 copy of the rows)."""
-    picked = features[rows]
-    if features.dtype not in (torch.float16, torch.bfloat16):
-        return unit(picked)
-    norms = torch.linalg.vector_norm(picked, dim=-1, keepdim=True, dtype=torch.float32)
-    return picked / norms.clamp_(min=1e-12).to(picked.dtype)
-
-
 def _below_tau(
     features: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor, tau: float
 ) -> torch.Tensor:
@@ -204,5 +259,6 @@ def _below_tau(
     ``pool`` stays below tau."""
     keep = torch.empty(rows.numel(), dtype=torch.bool, device=features.device)
     for part in row_chunks(rows.numel(), features.shape[1], features.device):
-        keep[part] = (_unit_rows(features, rows[part]) @ pool.T).float().amax(dim=1) < tau
+        part_unit = unit(features[rows[part]], features.dtype)
+        keep[part] = (part_unit @ pool.T).float().amax(dim=1) < tau
     return keep

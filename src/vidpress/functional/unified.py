@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from vidpress.functional._checks import check_int, check_ratio
+from vidpress.functional._checks import check_flag, check_int, check_ratio
 from vidpress.functional.budgets import split_budget
 from vidpress.functional.dpc_knn import dpc_knn_cluster
 from vidpress.functional.merging import group_mean
-from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.similarity import centred, cosine_gate
 
 
@@ -68,8 +68,16 @@ def unified_compress(
     budget; centring measures similarity on what tells tokens apart.
     """
     tau = check_ratio("tau", tau)
-    check_int("k", k)
+    k = check_int("k", k)
+    for name, value in (
+        ("attention_order", attention_order),
+        ("similarity_gate", similarity_gate),
+        ("clustering", clustering),
+        ("centred_gate", centred_gate),
+    ):
+        check_flag(name, value)
     _, n, dim = tokens.shape
+    grid = resolve_grid(n, grid)
     x = tokens.reshape(-1, dim)
     m = x.shape[0]
     selected_slots, cluster_slots = split_budget(budget, cluster_ratio if clustering else 0.0)

@@ -31,7 +31,7 @@ import torch
 from vidpress.functional._checks import check_ratio, check_tensor
 from vidpress.functional.budgets import spread_evenly
 from vidpress.functional.merging import group_mean
-from vidpress.functional.result import CompressedTokens, finalize
+from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.similarity import descending_rank, nearest_per_batch
 
 
@@ -79,6 +79,7 @@ def visionzip_compress(
     ``tokens``). Returns exactly ``budget`` tokens.
     """
     frames, n, dim = tokens.shape
+    grid = resolve_grid(n, grid)
     dominant_ratio = check_ratio("dominant_ratio", dominant_ratio, zero_ok=True)
     if keys is None:
         keys = tokens
