@@ -22,6 +22,7 @@ as ``vidpress run`` does; the context lmms-eval builds is the user turn of the m
 template. Requests are served one at a time (batch size 1).
 
 - ``generate_until``: greedy decoding with the press attached; ``until`` strings cut the answer.
+  Each answer is wrapped in lmms-eval's ``GenerationResult`` with its token counts.
 - ``loglikelihood`` (multiple-choice tasks): one compressed prefill of context + continuation; the
   continuation's log-probabilities are read from the last rows of the (shorter) output. Requests
   that share a context and whose continuations are single tokens share one prefill. As lmms-eval's
@@ -30,6 +31,25 @@ template. Requests are served one at a time (batch size 1).
   (loss, is_greedy) pair is wrapped in lmms-eval's ``GenerationResult``, because 0.7.3's
   ``unwrap_generation_output`` turns a bare tuple into its string.
 
+Several processes (``torchrun --nproc_per_node N -m lmms_eval ...``, ``accelerate launch
+--num_processes N -m lmms_eval ...``): each process loads the model on its own device (a CUDA
+``device``, ``auto`` included, becomes ``cuda:LOCAL_RANK``, as lmms-eval's own models bind ranks;
+``cpu`` puts every process on the CPU) and joins the launch's process group (NCCL on GPUs, gloo on
+the CPU); ``rank`` and ``world_size`` are the group's. lmms-eval's evaluator gives each rank its
+share of the documents and gathers the logged samples and metrics on rank 0.
+
+Token counts: every result carries lmms-eval's ``TokenCounts`` (``lmms_eval.api.instance``; the
+evaluator's ``unwrap_generation_output`` takes them from the ``GenerationResult``, logs them per
+sample as ``token_counts`` and sums them in its efficiency summary):
+
+- ``input_tokens``: the tokens the LLM received for the request, i.e. the compressed prompt: its
+  text tokens plus the visual tokens the press kept (``run.stats``: stage 1; an inner stage
+  shortens it further from layer K on, which this number does not show). Without a press, the
+  whole prompt. For ``loglikelihood``, the prefill that scored the request (with a multi-token
+  continuation, the continuation included); requests sharing one prefill each report it.
+- ``output_tokens`` (``generate_until`` only): the tokens generated, before ``until`` cuts the
+  text.
+
 ``export_synthvqa_task`` writes a local lmms-eval task (videos, a JSONL, the YAML and its
 ``utils.py``) from SynthVQA items; it needs no lmms-eval import.
 """
@@ -37,6 +57,8 @@ template. Requests are served one at a time (batch size 1).
 from __future__ import annotations
 
 import json
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -47,6 +69,7 @@ MODEL_IDS = {
 }
 PRESS_KEYS = ("press", "retention")
 RESERVED = {"batch_size", "max_batch_size"}
+PROCESS_GROUP_TIMEOUT = timedelta(hours=24)  # ranks wait at barriers for the slowest one
 
 
 def manifests():
@@ -101,7 +124,11 @@ class _VidpressLMM(_lmms_base()):
                 f"{family}"
             )
         self.press = inference.build_press(press, retention, kwargs)
-        self.loaded = inference.load_model(pretrained, device or "auto", dtype)
+        world_size = int(os.environ.get("WORLD_SIZE", 1))
+        device_ = process_device(device, int(os.environ.get("LOCAL_RANK", 0)), world_size)
+        if world_size > 1:
+            self._join_process_group(device_)
+        self.loaded = inference.load_model(pretrained, device_, dtype)
         self.num_frames = num_frames
         self.fps = fps
         self.max_pixels = max_pixels
@@ -110,6 +137,25 @@ class _VidpressLMM(_lmms_base()):
         from vidpress.provenance import provenance
 
         self.provenance = provenance(press=self.press, frames=num_frames, model=str(pretrained))
+
+    def _join_process_group(self, device: torch.device) -> None:
+        """Join the launch's process group and take its rank and size.
+
+        ``python -m lmms_eval`` has made the group already (its ``Accelerator``) and gathers
+        through ``torch.distributed``; the ``Accelerator`` made here then reuses that state.
+        Called from Python (``simple_evaluate``), the evaluator gathers through
+        ``self.accelerator``, whose group this one starts: on the CPU, gloo (``cpu=True``: without
+        it accelerate counts one process there)."""
+        from accelerate import Accelerator, InitProcessGroupKwargs
+        from loguru import logger
+
+        self.accelerator = Accelerator(
+            cpu=device.type == "cpu",
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=PROCESS_GROUP_TIMEOUT)],
+        )
+        self._rank = torch.distributed.get_rank()
+        self._world_size = torch.distributed.get_world_size()
+        logger.info(f"vidpress: rank {self._rank} of {self._world_size} on {device}")
 
     # lmms-eval reads these
     @property
@@ -151,16 +197,18 @@ class _VidpressLMM(_lmms_base()):
             max_pixels=self.max_pixels,
         )
 
-    def _forward(self, inputs: dict) -> torch.Tensor:
-        """Logits [1, L', V] of one prefill with the press attached."""
+    def _forward(self, inputs: dict) -> tuple[torch.Tensor, int]:
+        """Logits [1, L', V] of one prefill with the press attached, and the number of tokens
+        the LLM received."""
         model = self.loaded.model
+        prompt_tokens = int(inputs["input_ids"].shape[1])
         with torch.inference_mode():
             if self.press is None:
-                return model(**inputs).logits
+                return model(**inputs).logits, prompt_tokens
             with self.press(model) as run:
                 logits = model(**inputs).logits
-            self.stats.append(run.stats[-1])
-            return logits
+        self.stats.append(run.stats[-1])
+        return logits, llm_input_tokens(prompt_tokens, run.stats[-1])
 
     def _continuation_ids(self, text: str) -> list[int]:
         ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -168,7 +216,7 @@ class _VidpressLMM(_lmms_base()):
             raise ValueError(f"the continuation {text!r} is empty after tokenization")
         return ids
 
-    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests) -> list:
         from tqdm import tqdm
 
         results: list = [None] * len(requests)
@@ -182,20 +230,22 @@ class _VidpressLMM(_lmms_base()):
             prepared = self._prepare(video, context)
             conts = [self._continuation_ids(requests[i].args[1]) for i in members]
             if all(len(c) == 1 for c in conts):
-                last = torch.log_softmax(self._forward(prepared.inputs)[0, -1].float(), dim=-1)
+                logits, received = self._forward(prepared.inputs)
+                last = torch.log_softmax(logits[0, -1].float(), dim=-1)
                 best = int(last.argmax())
                 for i, cont in zip(members, conts, strict=True):
-                    results[i] = _ll_result(-float(last[cont[0]]), best == cont[0])
+                    results[i] = _result((-float(last[cont[0]]), best == cont[0]), received)
             else:
                 for i, cont in zip(members, conts, strict=True):
-                    results[i] = _ll_result(*self._score(prepared.inputs, cont))
+                    loss, greedy, received = self._score(prepared.inputs, cont)
+                    results[i] = _result((loss, greedy), received)
             bar.update(len(members))
         bar.close()
         return results
 
-    def _score(self, inputs: dict, cont: list[int]) -> tuple[float, bool]:
-        """Loss (negative log-probability) of ``cont`` after the prompt, and whether it is the
-        greedy continuation."""
+    def _score(self, inputs: dict, cont: list[int]) -> tuple[float, bool, int]:
+        """Loss (negative log-probability) of ``cont`` after the prompt, whether it is the
+        greedy continuation, and the number of tokens the LLM received."""
         ids = inputs["input_ids"]
         tail = torch.tensor([cont], dtype=ids.dtype, device=ids.device)
         full = dict(inputs)
@@ -205,15 +255,15 @@ class _VidpressLMM(_lmms_base()):
             full["mm_token_type_ids"] = torch.cat(
                 [inputs["mm_token_type_ids"], torch.zeros_like(tail, dtype=torch.int)], dim=1
             )
-        logits = self._forward(full)[0].float()
-        rows = logits[-len(cont) - 1 : -1]  # the rows predicting each continuation token
+        logits, received = self._forward(full)
+        rows = logits[0, -len(cont) - 1 : -1].float()  # the rows predicting each continuation token
         logp = torch.log_softmax(rows, dim=-1)
         target = tail[0]
         total = -float(logp.gather(1, target[:, None]).sum())
         greedy = bool((rows.argmax(dim=-1) == target).all())
-        return total, greedy
+        return total, greedy, received
 
-    def generate_until(self, requests) -> list[str]:
+    def generate_until(self, requests) -> list:
         from tqdm import tqdm
 
         from vidpress.inference import generate
@@ -232,7 +282,8 @@ class _VidpressLMM(_lmms_base()):
             for stop in [until] if isinstance(until, str) else until:
                 if stop:
                     text = text.split(stop)[0]
-            out.append(text)
+            received = llm_input_tokens(prepared.prompt_tokens, answer.stats)
+            out.append(_result(text, received, answer.new_tokens))
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
             bar.update(1)
         bar.close()
@@ -242,18 +293,38 @@ class _VidpressLMM(_lmms_base()):
         raise NotImplementedError("vidpress's lmms-eval models do not support multi-round tasks")
 
 
-def _ll_result(loss: float, greedy: bool):
-    """(loss, is_greedy) as lmms-eval's evaluator keeps it intact (see the module doc)."""
-    try:
-        from lmms_eval.api.instance import GenerationResult
-    except ImportError:
-        return (loss, greedy)
-    return GenerationResult(text=(loss, greedy))
+def process_device(device: str | None, local_rank: int, world_size: int) -> torch.device:
+    """The device one process of a ``world_size``-process launch loads the model on: ``device``
+    resolved as ``vidpress run`` does; under several processes a CUDA device is this process's
+    GPU, ``cuda:local_rank``."""
+    from vidpress.inference import resolve_device
+
+    resolved = resolve_device(device or "auto")
+    if world_size > 1 and resolved.type == "cuda":
+        return torch.device("cuda", local_rank)
+    return resolved
+
+
+def llm_input_tokens(prompt_tokens: int, stats) -> int:
+    """Tokens the LLM receives for a prompt of ``prompt_tokens`` tokens: its text tokens plus the
+    visual tokens the press kept (``stats``: its ``run.stats`` entry; None: no press, all)."""
+    if stats is None:
+        return prompt_tokens
+    return prompt_tokens - stats.tokens_in[0] + stats.kept_outer[0]
+
+
+def _result(value, input_tokens: int, output_tokens: int | None = None):
+    """One request's answer (text, or (loss, is_greedy): a bare tuple would be turned into its
+    string by lmms-eval 0.7.3's ``unwrap_generation_output``) with its token counts."""
+    from lmms_eval.api.instance import GenerationResult, TokenCounts
+
+    counts = TokenCounts(input_tokens=input_tokens, output_tokens=output_tokens)
+    return GenerationResult(text=value, token_counts=counts)
 
 
 def ll_value(result) -> tuple[float, bool]:
     """The (loss, is_greedy) pair of a ``loglikelihood`` result."""
-    return tuple(getattr(result, "text", result))
+    return tuple(result.text)
 
 
 class VidpressLlavaOnevision(_VidpressLMM):
