@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tiny_models import SPECIAL, family_batch, family_model, family_prompts, greedy, tiny_press
-from vidpress.fast import FastGenerator, after_eos
+from vidpress.engine.fast import FastGenerator
+from vidpress.engine.greedy import after_eos
 
 FAMILIES = ("llava_onevision", "qwen2_5_vl")
 PRESS_NAMES = ("unified", "fastv", "holitom", "visionzip", "uniform")

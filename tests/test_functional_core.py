@@ -196,6 +196,24 @@ def test_text_aware_importance_is_eq9():
     torch.testing.assert_close(only_attention, torch.tensor([1 / 3, 1.0, 0.0]))
 
 
+def test_visual_importance_from_queries_and_keys():
+    g = torch.Generator().manual_seed(3)
+    assert F.importance_queries(9, 6, "text_aware").tolist() == [6, 7, 8]
+    assert F.importance_queries(9, 9, "text_aware").tolist() == [8]  # no text after the video
+    assert F.importance_queries(9, 6, "last_token").tolist() == [8]
+    q, k = torch.randn(4, 3, 8, generator=g), torch.randn(2, 9, 8, generator=g)  # 2 KV heads
+    hidden = torch.randn(9, 5, generator=g)
+    visual = torch.tensor([1, 2, 4])
+    full = F.text_to_visual_attention(q, k.repeat_interleave(2, dim=0), slice(None), 6)
+    rows = full[:, visual]
+    got = F.visual_importance(q, k, visual, 6, hidden[visual], hidden[6:], kind="text_aware")
+    torch.testing.assert_close(got, F.text_aware_importance(rows, hidden[visual], hidden[6:]))
+    last = F.visual_importance(q, k, visual, 6, hidden[visual], hidden[6:], kind="last_token")
+    torch.testing.assert_close(last, rows[-1])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        F.importance_queries(9, 6, "first_token")
+
+
 @given(st.integers(1, 40), st.integers(1, 40), st.sampled_from(F.MERGE_MODES), st.integers(0, 99))
 def test_inner_compress_keeps_exactly_and_conserves_sizes(v, keep, merge, seed):
     keep = min(keep, v)

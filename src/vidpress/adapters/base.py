@@ -1,10 +1,11 @@
-"""What every model-family adapter provides to the press machinery (``adapters/run.py``).
+"""What every model-family adapter provides to the press engine (``vidpress.engine``).
 
 An adapter knows one transformers Video-LLM class: where its video placeholder tokens are, how to
 run its vision tower once while recording the q/k of the layer that feeds the projector, how that
-attention becomes one score per LLM-input token, and the position ids of the uncompressed prompt.
-Everything about shortening sequences, masks, KV caches and generate() is family-independent and
-lives in ``run.py``.
+attention becomes one score per LLM-input token, the position ids of the uncompressed prompt, and
+how its decoder computes what the engine recomputes or runs itself (the q/k of an attention
+layer, rotary embeddings, text embeddings, logits). Everything about shortening sequences, masks,
+KV caches and generate() is family-independent and lives in ``vidpress.engine``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class VideoAdapter:
     """Base class of the per-family adapters.
 
     Subclasses set ``model_type`` (the config's), ``mrope`` (3-D positions) and implement
-    ``prepare``; the rest has defaults for models laid out as ``model.model.language_model``.
+    ``prepare`` and ``apply_rotary``; the rest has defaults for models laid out as
+    ``model.model.language_model`` with a transformers Llama/Qwen2-style decoder stack.
     """
 
     model_type: ClassVar[str]
@@ -94,6 +96,64 @@ class VideoAdapter:
     def language_model(self) -> nn.Module:
         """The decoder stack (has ``.layers``, ``.config``, ``.embed_tokens``)."""
         return self.model.model.language_model
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        """The decoder layers, in order."""
+        return self.language_model.layers
+
+    def layer_types(self) -> list[str]:
+        """The attention kind of each decoder layer ("full_attention", "sliding_attention")."""
+        types = getattr(self.language_model.config, "layer_types", None)
+        return list(types) if types else ["full_attention"] * len(self.decoder_layers)
+
+    def decoder_attention(self, layer: int) -> nn.Module:
+        """The self-attention module of decoder layer ``layer``."""
+        return self.decoder_layers[layer].self_attn
+
+    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, S] token ids -> [B, S, D] input embeddings."""
+        return self.model.get_input_embeddings()(input_ids)
+
+    def position_embeddings(self, hidden: torch.Tensor, positions: torch.Tensor) -> tuple:
+        """The decoder's rotary (cos, sin) for ``positions`` ([B, S], or M-RoPE's [3, B, S])."""
+        return self.language_model.rotary_emb(hidden, positions)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[B, S, D] last decoder hidden states -> [B, S, V] logits (final norm, LM head)."""
+        return self.model.lm_head(self.language_model.norm(hidden))
+
+    @staticmethod
+    def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """The decoder attention's rotary embedding: q, k [B, H, n, d], cos, sin [B, n, d]."""
+        raise NotImplementedError
+
+    def qk_norms(self, layer: int) -> tuple[nn.Module, nn.Module]:
+        """Norms the attention of ``layer`` applies to each head of q and k before the rotary
+        embedding (identity by default)."""
+        return nn.Identity(), nn.Identity()
+
+    def attention_query_key(
+        self, layer: int, hidden: torch.Tensor, rope: tuple, query: torch.Tensor, keys: slice
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What decoder layer ``layer``'s attention computes for one sample, for the rows it needs.
+
+        hidden: [L, D] the attention's input (after the layer's input norm); rope: its (cos, sin),
+        each [L, d]. Returns q [H, Q, d] of the rows ``query`` and k [H_kv, n, d] of the rows
+        ``keys``: projected, normed per head, rotary applied.
+        """
+        attn = self.decoder_attention(layer)
+        q_norm, k_norm = self.qk_norms(layer)
+        q = self._rotated_heads(attn.q_proj, q_norm, attn.head_dim, hidden, rope, query)
+        k = self._rotated_heads(attn.k_proj, k_norm, attn.head_dim, hidden, rope, keys)
+        return q, k
+
+    def _rotated_heads(self, proj, norm, head_dim: int, hidden, rope, rows) -> torch.Tensor:
+        """[H, n, d] heads of ``proj(hidden[rows])``, normed, rotary applied."""
+        x = proj(hidden[rows])
+        y = norm(x.view(len(x), -1, head_dim)).transpose(0, 1)[None]  # [1, H, n, d]
+        cos, sin = rope
+        return self.apply_rotary(y, y, cos[rows][None], sin[rows][None])[0][0]
 
     def check_inputs(self, kwargs: dict) -> None:
         """Refuse what a press cannot compress faithfully: images, input embeddings, labels."""

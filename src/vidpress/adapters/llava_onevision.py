@@ -18,6 +18,7 @@ import math
 
 import torch
 from torch import nn
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from vidpress import functional as F
 from vidpress.adapters.base import (
@@ -70,6 +71,15 @@ class LlavaOnevisionAdapter(VideoAdapter):
     model_type = "llava_onevision"
     model_class = "LlavaOnevisionForConditionalGeneration"
     vision_inputs = ("pixel_values_videos", "image_sizes_videos")
+    # the text backbone's rotary embedding: Qwen2's (OV, LLaVA-Video); Llama's (the testbed) is
+    # the same rotate-half formula
+    apply_rotary = staticmethod(apply_rotary_pos_emb)
+
+    def qk_norms(self, layer: int) -> tuple[nn.Module, nn.Module]:
+        """The text backbone's per-head q/k norms: Qwen3-style backbones have them, Qwen2 and
+        Llama do not (identity)."""
+        attn = self.decoder_attention(layer)
+        return getattr(attn, "q_norm", nn.Identity()), getattr(attn, "k_norm", nn.Identity())
 
     def attach_hooks(self) -> list:
         """Keep the vision tower's residual stream contiguous.

@@ -13,9 +13,11 @@ merge unit and put back in token order like the merger output.
 
 from __future__ import annotations
 
-import sys
-
 import torch
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    apply_rotary_pos_emb,
+    apply_rotary_pos_emb_vision,
+)
 from transformers.vision_utils import get_vision_window_index
 
 from vidpress import functional as F
@@ -54,6 +56,7 @@ class Qwen2_5_VLAdapter(VideoAdapter):
         "mm_token_type_ids",
         "image_grid_thw",
     )
+    apply_rotary = staticmethod(apply_rotary_pos_emb)
 
     def prepare(self, kwargs: dict, mask: torch.Tensor, need: set[str], timer: Timer) -> Prompt:
         base = self.model.model
@@ -106,11 +109,10 @@ class Qwen2_5_VLAdapter(VideoAdapter):
     ) -> None:
         visual = self.model.model.visual
         attn = visual.blocks[-1].attn
-        rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb_vision
         qkv = captured["qkv"]  # [S, 3 * C], window order
         q, k, _ = qkv.view(qkv.shape[0], 3, attn.num_heads, -1).unbind(1)  # [S, H, d]
         cos, sin = captured["pe"]
-        q, k = rotate(q, k, cos, sin)
+        q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
         unit = visual.spatial_merge_size**2
         window_index, _ = get_vision_window_index(
             grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size

@@ -10,7 +10,8 @@ Where the paper's pieces live:
 - Eqs. 3-4 (DPC-KNN density and separation):    dpc_knn.dpc_knn_scores (log rho, delta) /
                                                 dpc_knn_cluster
 - Stage 1 as a whole (split, cluster, refill):  unified.unified_compress
-- Eq. 9 (text-aware importance) and merging:    inner.text_aware_importance / inner_compress
+- Eq. 9 (text-aware importance) and merging:    inner.visual_importance (from q/k),
+                                                text_aware_importance / inner_compress
 - Budget rounding:                              budgets.token_budget
 """
 
@@ -44,11 +45,14 @@ from vidpress.functional.dpc_knn import (
 from vidpress.functional.fastvid import fastvid_compress
 from vidpress.functional.holitom import holitom_compress
 from vidpress.functional.inner import (
+    IMPORTANCE_KINDS,
     MERGE_MODES,
     InnerResult,
+    importance_queries,
     inner_compress,
     text_aware_importance,
     top_indices,
+    visual_importance,
 )
 from vidpress.functional.merging import blend_into_targets, group_mean, sequential_pairwise_mean
 from vidpress.functional.references import framedrop_compress, random_compress, uniform_compress
@@ -127,6 +131,7 @@ def compress_video_tokens(
 
 
 __all__ = [
+    "IMPORTANCE_KINDS",
     "MERGE_MODES",
     "STAGE1_METHODS",
     "CompressedTokens",
@@ -151,6 +156,7 @@ __all__ = [
     "group_mean",
     "holitom_compress",
     "identity",
+    "importance_queries",
     "inner_compress",
     "log_gamma",
     "nearest",
@@ -172,5 +178,6 @@ __all__ = [
     "unified_compress",
     "uniform_compress",
     "visionzip_compress",
+    "visual_importance",
     "window_savings",
 ]

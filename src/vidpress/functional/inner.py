@@ -1,5 +1,7 @@
 """Stage 2, inside the LLM at layer K: choose the visual tokens to keep and merge the rest.
 
+- ``importance_queries`` / ``visual_importance``: the importance of each visual token from layer
+  K-1's q/k, either Eq. 9 over the text after the video or the last prompt token's row.
 - ``text_aware_importance``: the unified method's Eq. 9, I = (1 - lambda) A_m + lambda S_m.
 - ``inner_compress``: keep the top tokens by an importance and merge each dropped token into
   its most cosine-similar kept token (size-weighted mean, HoliTom's sequential pairwise mean,
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from vidpress.functional._checks import check_ratio, check_tensor
+from vidpress.functional.attention import text_to_visual_attention
 from vidpress.functional.merging import group_mean, sequential_pairwise_mean
 from vidpress.functional.similarity import nearest, unit
 
 MERGE_MODES = ("mean", "sequential", "none")
+IMPORTANCE_KINDS = ("text_aware", "last_token")
 
 
 def min_max(x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +57,47 @@ def text_aware_importance(
     attention_max = min_max(text_attention.float().amax(dim=0))
     similarity_max = min_max((unit(visual_hidden) @ unit(text_hidden).T).amax(dim=1))
     return (1 - lam) * attention_max + lam * similarity_max
+
+
+def importance_queries(width: int, text_start: int, kind: str, device=None) -> torch.Tensor:
+    """[Q] long: the rows of a ``width``-row sequence whose attention rates the visual tokens.
+
+    "text_aware": the text rows ``text_start .. width - 1`` after the video (Eq. 9);
+    "last_token", or no text after the video: the last row only.
+    """
+    if kind not in IMPORTANCE_KINDS:
+        raise ValueError(f"kind must be one of {IMPORTANCE_KINDS}, got {kind!r}")
+    if kind == "last_token" or text_start >= width:
+        return torch.tensor([width - 1], device=device)
+    return torch.arange(text_start, width, device=device)
+
+
+def visual_importance(
+    q_text: torch.Tensor,
+    k: torch.Tensor,
+    visual: torch.Tensor,
+    causal_offset: int,
+    visual_hidden: torch.Tensor,
+    text_hidden: torch.Tensor,
+    kind: str = "text_aware",
+    lam: float = 0.5,
+) -> torch.Tensor:
+    """[V] importance of the visual tokens from one layer's queries and keys.
+
+    q_text: [H, Q, d] queries of the ``importance_queries`` rows; k: [H_kv, L, d] keys of the
+    sequence (RoPE applied to both; KV heads are repeated to H here); visual: [V] columns of
+    ``k`` holding the visual tokens; causal_offset: sequence index of the first query row.
+    visual_hidden: [V, D], text_hidden: [Q, D] hidden states entering layer K.
+    "text_aware": Eq. 9 (``text_aware_importance``) from the head-mean attention rows;
+    "last_token": the last query row's attention (FastV, HoliTom).
+    """
+    if kind not in IMPORTANCE_KINDS:
+        raise ValueError(f"kind must be one of {IMPORTANCE_KINDS}, got {kind!r}")
+    k = k.repeat_interleave(q_text.shape[0] // k.shape[0], dim=0)
+    attention = text_to_visual_attention(q_text, k, slice(None), causal_offset)[:, visual]
+    if kind == "last_token":
+        return attention[-1]  # [Q, V] -> [V]
+    return text_aware_importance(attention, visual_hidden, text_hidden, lam=lam)
 
 
 @dataclass(frozen=True)

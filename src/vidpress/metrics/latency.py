@@ -261,7 +261,7 @@ def fast_speed(run, inputs: dict, tokens: int, clock: Clock, warmup: int, repeat
     to the first token chosen) and decoding over ``tokens`` steps after the first (EOS
     ignored), medians of ``repeats``. The first call of each shape captures its graphs: the
     warm-up calls do."""
-    from vidpress.fast import FastGenerator
+    from vidpress.engine.fast import FastGenerator
 
     fast = FastGenerator(run)
     for _ in range(max(warmup, 1)):

@@ -15,7 +15,7 @@ from torch import nn
 
 from vidpress import functional as F
 from vidpress.adapters.base import VideoInput
-from vidpress.adapters.run import Run
+from vidpress.engine.run import Run
 
 IMPORTANCE_KINDS = ("text_aware", "last_token")
 MERGE_CHOICES = F.MERGE_MODES
