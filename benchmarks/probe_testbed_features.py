@@ -27,7 +27,7 @@ from torch import nn
 from vidpress.adapters.llava_onevision import selected_features
 from vidpress.testbed import assemble_testbed
 from vidpress.testbed.synthvqa import COLORS, SHAPES, SIZE_RANGE, Shape, box_side, stamp
-from vidpress.testbed.train import normalise
+from vidpress.testbed.train_data import normalise
 from vidpress.testbed.video import default_clips, load_clip
 
 TARGETS = ("colour", "kind", "quadrant", "row", "column", "clip")  # row: top / bottom half

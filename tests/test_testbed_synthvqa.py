@@ -176,3 +176,43 @@ def test_first_indices_per_family(clips):
     assert len(suite.first_indices(1)) == len(S.FAMILIES)
     with pytest.raises(ValueError, match="families"):
         suite.first_indices(1, ("colour",))
+
+
+def test_variety_rephrases_and_varies_backgrounds_not_the_evidence(clips):
+    plain, varied = (
+        make(clips),
+        S.SynthVQA(clips, num_frames=T, frames_px=PX, max_clip_frames=64, size=28, variety=True),
+    )
+    for item in plain:  # variety off: the canonical (first) phrasing of its family
+        head, _, tail = (
+            S.QUESTIONS[item.family][0].format(media=S.VIDEO_MEDIA, name="{}").partition("{}")
+        )
+        assert item.question.startswith(head) and item.question.endswith(tail)
+    position = next(i for i in plain if i.family == "position")  # the committed suite's wording
+    assert (
+        position.question
+        == "A small shape flashes briefly in the video. In which part of the frame is it?"
+    )
+    pairs = list(zip(plain, varied, strict=True))
+    assert all((a.options, a.answer, a.family) == (b.options, b.answer, b.family) for a, b in pairs)
+    assert sum(a.question != b.question for a, b in pairs) >= 10
+    assert sum(not torch.equal(a.frames, b.frames) for a, b in pairs) >= 10
+    assert all(b.frames.shape == a.frames.shape and b.frames.dtype == torch.uint8 for a, b in pairs)
+    again = S.SynthVQA(clips, num_frames=T, frames_px=PX, max_clip_frames=64, size=28, variety=True)
+    assert (
+        torch.equal(again[3].frames, varied[3].frames) and again[3].question == varied[3].question
+    )
+
+
+def test_media_names_the_image_asked_about(clips):
+    suite = S.SynthVQA(
+        clips,
+        num_frames=1,
+        frames_px=PX,
+        max_clip_frames=64,
+        size=8,
+        families=("needle_color", "scene"),
+        media="the third image",
+    )
+    assert all("the third image" in item.question for item in suite)
+    assert S.QUESTIONS["scene"][0] == S.SCENE_QUESTION and "{media}" not in S.SCENE_QUESTION

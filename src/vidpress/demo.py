@@ -93,7 +93,7 @@ def demo_question() -> str:
     """The default question: SynthVQA's scene question asked open-ended, as the testbed was
     trained (its answer for bikes.mp4 is "bikes")."""
     from vidpress.testbed.synthvqa import SCENE_QUESTION
-    from vidpress.testbed.train import OPEN_INSTRUCTION
+    from vidpress.testbed.train_data import OPEN_INSTRUCTION
 
     return f"{SCENE_QUESTION}\n{OPEN_INSTRUCTION}"
 

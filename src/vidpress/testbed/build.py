@@ -9,6 +9,8 @@
   token.
 - language model: SmolLM2-135M-Instruct (``convert_smollm2``) + ``<image>``, ``<video>`` tokens
   (new embedding rows = mean of the old ones; embeddings stay tied to the LM head).
+- image path (single images, AnyRes): crops of ``frames_px``, grid pinpoints 1x1, 1x2, 2x1 and
+  2x2 crops (``ANYRES_GRIDS``; training's image items use it, the evaluation only videos).
 - projector (linear 384 x layers -> 576, GELU, linear 576 -> 576) and OV's ``image_newline``:
   seeded random init (``projector_state=None``, the default for now), trained weights from
   ``projector_state`` (a dict or file from ``vidpress.testbed.train``; it may also hold low-rank LM
@@ -41,6 +43,7 @@ COMMITTED = "committed"
 FEATURE_LAYER_KEY = "vision_feature_layer"  # weights entry: the DINOv2 layer(s) they read
 DEFAULT_FEATURE_LAYER = -1
 FeatureLayer = int | list[int]  # one hidden state of the tower, or several concatenated
+ANYRES_GRIDS = ((1, 1), (1, 2), (2, 1), (2, 2))  # crops (rows, cols) of the image path's pinpoints
 
 
 def committed_weights_path() -> Path:
@@ -67,7 +70,7 @@ def testbed_config(
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
         multimodal_projector_bias=True,
-        image_grid_pinpoints=[[frames_px, frames_px]],
+        image_grid_pinpoints=[[rows * frames_px, cols * frames_px] for rows, cols in ANYRES_GRIDS],
         tie_word_embeddings=True,
     )
 

@@ -84,18 +84,24 @@ class TestbedProcessor:
 
     def prompt_ids(self, text: str, num_frames: int) -> list[int]:
         """Chat-formatted ids: the video block first, then ``text``, then the assistant turn."""
-        marker = self.spec.video_token
-        messages = [{"role": "user", "content": f"{marker}\n{text}"}]
+        return self.media_prompt_ids(
+            text, self.spec.video_token, [self.spec.num_video_tokens(num_frames)]
+        )
+
+    def media_prompt_ids(self, text: str, marker: str, counts: list[int]) -> list[int]:
+        """Chat-formatted ids: one block of ``marker`` placeholders per entry of ``counts`` (that
+        many each, a line apiece: several images, or one video), then ``text``, then the
+        assistant turn."""
+        messages = [{"role": "user", "content": f"{marker}\n" * len(counts) + text}]
         rendered = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
-        head, tail = rendered.split(marker)
-        encode = self._encode
-        return (
-            encode(head)
-            + [self.video_token_id] * self.spec.num_video_tokens(num_frames)
-            + encode(tail)
-        )
+        pieces = rendered.split(marker)
+        marker_id = self.tokenizer.convert_tokens_to_ids(marker)
+        ids = self._encode(pieces[0])
+        for count, piece in zip(counts, pieces[1:], strict=True):
+            ids += [marker_id] * count + self._encode(piece)
+        return ids
 
     def answer_ids(self, answer: str) -> list[int]:
         """Ids of an assistant answer followed by the end-of-turn token."""

@@ -19,6 +19,14 @@ item seed, so train and test seed spaces are disjoint even for equal ``k``. Each
 frames are split in time: train items sample only the first half, test items only the second
 half. A background file that cannot be decoded, or has fewer than ``2 * num_frames`` frames,
 raises ValueError naming the file.
+
+Training variety (``variety=True``, off by default, so the committed splits are unchanged): each
+item also draws, from a stream of its own (``SeedSequence([item seed, 1])``, so the planted
+evidence is the same as without it), one of several phrasings of its family's question
+(``QUESTIONS``; the first is the suite's canonical one) and a background variant (mirrored left to
+right and / or a random crop of 70-100% of the side, resized back) before the shapes are planted.
+``media`` names what the question is about ("the video"; training's image items say "the image"
+or "the second image"); with another medium only the phrasings that name it are used.
 """
 
 from __future__ import annotations
@@ -50,7 +58,51 @@ COLORS = {
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 DIRECTIONS = ("left", "right", "up", "down")
-SCENE_QUESTION = "Which video clip is the background footage taken from?"
+VIDEO_MEDIA = "the video"
+QUESTIONS = {  # per family: phrasings of its question; the first with VIDEO_MEDIA is canonical
+    "needle_color": (
+        "A small shape appears briefly in {media}. What colour is it?",
+        "What colour is the small shape that appears briefly in {media}?",
+        "A small shape shows up for a moment in {media}. Which colour does it have?",
+        "Look at {media}: a small shape appears briefly. Name its colour.",
+    ),
+    "needle_shape": (
+        "A small shape appears briefly in {media}. What shape is it?",
+        "What kind of shape appears briefly in {media}?",
+        "A small shape shows up for a moment in {media}. Which shape is it?",
+        "Look at {media}: a small shape appears briefly. What is its form?",
+    ),
+    "count": (
+        "How many times does a {name} flash in {media}?",
+        "Count the flashes of the {name} in {media}. How many are there?",
+        "In {media}, a {name} appears and disappears. How many times does it appear?",
+        "How often does a {name} show up in {media}?",
+    ),
+    "order": (
+        "Two shapes flash at different moments in {media}. Which one appears first?",
+        "In {media}, two shapes appear one after the other. Which shape comes first?",
+        "Which of the two shapes flashing in {media} is shown earlier?",
+    ),
+    "position": (
+        "A small shape flashes briefly in {media}. In which part of the frame is it?",
+        "Where in the frame does the small shape in {media} appear?",
+        "A small shape appears for a moment in {media}. Which quadrant of the frame is it in?",
+        "In which region of the frame does the small shape in {media} show up?",
+    ),
+    "motion": (
+        "A {name} moves across {media}. In which direction does it move?",
+        "In which direction does the {name} travel in {media}?",
+        "A {name} crosses {media}. Which way is it going?",
+    ),
+    "scene": (
+        "Which video clip is the background footage taken from?",
+        "Which video clip is the background footage of {media} taken from?",
+        "From which clip does the background of {media} come?",
+        "The background of {media} comes from which source video?",
+    ),
+}
+SCENE_QUESTION = QUESTIONS["scene"][0]
+CROP_RANGE = (0.7, 1.0)  # background variants: crop side / frame side
 SCENE_FILLERS = ("a cooking show", "a football match", "an ocean beach", "a city at night")
 SIZE_RANGE = (0.112, 0.153)  # shape side / frame side: 44-60 px at 392 px
 MAX_SHAPE_SCALE = 2.8  # the largest shape, outline included, still fits a quadrant
@@ -209,6 +261,16 @@ class _Ctx:
     shape_scale: float
     scene_label: str
     scene_pool: tuple[str, ...]
+    media: str = VIDEO_MEDIA
+    phrasing: int = 0  # index into the family's phrasings (0: canonical)
+
+
+def _ask(ctx: _Ctx, family: str, **fields) -> str:
+    """The family's question in phrasing ``ctx.phrasing``, about ``ctx.media``."""
+    phrasings = QUESTIONS[family]
+    if ctx.media != VIDEO_MEDIA:
+        phrasings = [q for q in phrasings if "{media}" in q]
+    return phrasings[ctx.phrasing % len(phrasings)].format(media=ctx.media, **fields)
 
 
 def _needle(rng, frames, ctx, ask: str):
@@ -219,9 +281,9 @@ def _needle(rng, frames, ctx, ask: str):
         stamp(frames[t], shape, top, left)
     if ask == "color":
         options, ans = _options_with(rng, shape.color, list(COLORS))
-        return "A small shape appears briefly in the video. What colour is it?", options, ans
+        return _ask(ctx, "needle_color"), options, ans
     options, ans = _options_with(rng, shape.kind, SHAPES)
-    return "A small shape appears briefly in the video. What shape is it?", options, ans
+    return _ask(ctx, "needle_shape"), options, ans
 
 
 def _needle_color(rng, frames, ctx):
@@ -241,7 +303,7 @@ def _count(rng, frames, ctx):
         top, left = _random_place(rng, side, px)
         for t in run:
             stamp(frames[t], shape, top, left)
-    question = f"How many times does a {shape.name} flash in the video?"
+    question = _ask(ctx, "count", name=shape.name)
     return question, ("1", "2", "3", "4"), k - 1
 
 
@@ -256,7 +318,7 @@ def _order(rng, frames, ctx):
     names = [f"the {s.name}" for s in shapes]  # 0 first, 1 second, 2-3 never shown
     order = rng.permutation(4)
     options = tuple(names[i] for i in order)
-    question = "Two shapes flash at different moments in the video. Which one appears first?"
+    question = _ask(ctx, "order")
     return question, options, int(np.flatnonzero(order == 0)[0])
 
 
@@ -272,8 +334,7 @@ def _position(rng, frames, ctx):
     top, left = _random_place(rng, box_side(shape, px), px, (y0, y1, x0, x1))
     for t in _flash_run(rng, frames.shape[0]):
         stamp(frames[t], shape, top, left)
-    question = "A small shape flashes briefly in the video. In which part of the frame is it?"
-    return question, QUADRANTS, q
+    return _ask(ctx, "position"), QUADRANTS, q
 
 
 def _motion(rng, frames, ctx):
@@ -289,12 +350,12 @@ def _motion(rng, frames, ctx):
     for t, pos in zip(range(start, start + length), np.round(travel).astype(int), strict=True):
         top, left = (across, int(pos)) if d < 2 else (int(pos), across)
         stamp(frames[t], shape, top, left)
-    return f"A {shape.name} moves across the video. In which direction does it move?", DIRECTIONS, d
+    return _ask(ctx, "motion", name=shape.name), DIRECTIONS, d
 
 
 def _scene(rng, frames, ctx):
     options, ans = _options_with(rng, ctx.scene_label, ctx.scene_pool)
-    return SCENE_QUESTION, options, ans
+    return _ask(ctx, "scene"), options, ans
 
 
 _FAMILY_FNS = {
@@ -319,6 +380,22 @@ def clip_label(path: Path) -> str:
 def item_seed(split: str, seed: int, index: int) -> int:
     """64-bit seed of one item; the split code makes train and test seeds disjoint streams."""
     return int(np.random.SeedSequence([SPLITS[split], seed, index]).generate_state(1, np.uint64)[0])
+
+
+def vary_background(rng: np.random.Generator, frames: torch.Tensor) -> torch.Tensor:
+    """A background variant of uint8 [T, 3, S, S] ``frames`` (the same for every frame): mirrored
+    left to right (half the time) and / or cropped to a random square of ``CROP_RANGE`` of the
+    side, resized back to S (half the time)."""
+    if rng.random() < 0.5:
+        frames = frames.flip(-1)
+    if rng.random() < 0.5:
+        size = frames.shape[-1]
+        side = int(round(size * rng.uniform(*CROP_RANGE)))
+        top, left = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        crop = frames[..., top : top + side, left : left + side].float()
+        frames = nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
+        frames = frames.round().clamp(0, 255).to(torch.uint8)
+    return frames.contiguous()
 
 
 def split_range(num_frames_clip: int, split: str) -> tuple[int, int]:
@@ -353,6 +430,8 @@ class SynthVQA:
     max_clip_frames: int = 160
     families: tuple[str, ...] = FAMILIES
     shape_scale: float = 1.0  # x SIZE_RANGE (training's curriculum starts with larger shapes)
+    variety: bool = False  # phrasings and background variants (training; module docstring)
+    media: str = VIDEO_MEDIA  # what the questions are about ("the image", "the second image")
     clips: list[Clip] = field(init=False, repr=False)
     labels: list[str] = field(init=False, repr=False)
 
@@ -432,8 +511,13 @@ class SynthVQA:
         clip = self.clips[c]
         idx = sample_segment(rng, *split_range(clip.num_frames, self.split), self.num_frames)
         frames = clip.frames[torch.from_numpy(idx)].clone()  # [T, 3, S, S] uint8
+        phrasing = 0
+        if self.variety:
+            extra = np.random.default_rng([seed, 1])
+            phrasing = int(extra.integers(len(QUESTIONS[family])))
+            frames = vary_background(extra, frames)
         pool = tuple(dict.fromkeys(self.labels + list(SCENE_FILLERS)))
-        ctx = _Ctx(self.frames_px, self.shape_scale, self.labels[c], pool)
+        ctx = _Ctx(self.frames_px, self.shape_scale, self.labels[c], pool, self.media, phrasing)
         question, options, answer = _FAMILY_FNS[family](rng, frames, ctx)
         return SynthVQAItem(
             frames=frames,
