@@ -31,7 +31,7 @@ def test_paper_defaults():
     press = vidpress.UnifiedPress()
     assert (press.retention, press.tau, press.cluster_ratio, press.k) == (0.02, 0.7, 0.3, 7)
     assert press.inner_stage() == InnerStage(18, 0.5, "text_aware", "mean", 0.5)
-    assert vidpress.UnifiedPress(text_aware_merging=False).inner_stage() is None
+    assert vidpress.UnifiedPress(inner_merging=False).inner_stage() is None
     assert vidpress.FastVPress().inner_stage() == InnerStage(2, 0.5, "last_token", "none")
     assert vidpress.HoliTomPress().inner_stage() == InnerStage(18, 0.5, "last_token", "sequential")
     assert vidpress.FastVPress.stage1 is None
@@ -52,7 +52,7 @@ def test_paper_defaults():
         (vidpress.UnifiedPress, "lam", 2.0),
         (vidpress.UnifiedPress, "merge", "max"),
         (vidpress.UnifiedPress, "position_ids", "gaps"),
-        (vidpress.FastVPress, "inner_keep", 1.2),
+        (vidpress.FastVPress, "retention", 1.2),
         (vidpress.FastVPress, "inner_layer", 1.5),
         (vidpress.VisionZipPress, "dominant_ratio", 1.1),
         (vidpress.FastVIDPress, "segments", 0),
