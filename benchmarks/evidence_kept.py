@@ -31,11 +31,11 @@ from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
 from vidpress.testbed.video import default_clips
 
 CONFIGS = (
-    "unified:text_aware_merging=false@2",
-    "unified:text_aware_merging=false,attention_order=false@2",
-    "unified:text_aware_merging=false,similarity_gate=false@2",
-    "unified:text_aware_merging=false,clustering=false@2",
-    "unified:centred_gate=true,text_aware_merging=false@2",
+    "unified:inner_merging=false@2",
+    "unified:inner_merging=false,attention_order=false@2",
+    "unified:inner_merging=false,similarity_gate=false@2",
+    "unified:inner_merging=false,clustering=false@2",
+    "unified:centred_gate=true,inner_merging=false@2",
     "holitom:inner_merging=false@2",
     "fastvid@2",
     "visionzip@2",

@@ -5,9 +5,10 @@
 
 The weights are random (no checkpoint here), so generated text means nothing: the script checks
 that the machinery holds at full size (32 frames: 6,272 + 1 LLaVA-OV tokens, 4,096 Qwen tokens,
-28 decoder layers, K = 18) and measures it. Per model: the vanilla model; every press at the
-paper's settings (retention 2%, K = 18, keep 50%; FastV at K = 2, 50%). Reported per run: kept
-tokens (outer, inner), compression time, time to first token, decode tokens/s, peak memory.
+28 decoder layers, K = 18) and measures it. Per model: the vanilla model; every press at 2%
+(``make_press("NAME@2")``: retention 2%, K = 18, keep 50%; FastV "100%/2%" at K = 2). Reported
+per run: kept tokens (outer, inner), compression time, time to first token, decode tokens/s,
+peak memory.
 Checks, reported (bf16 kernels differ between shapes, so small differences are expected):
 retention 1.0 against the vanilla logits; cached greedy decoding against full recomputation
 (``run.replay()``); a left-padded batch of 2 against its samples alone.
@@ -24,7 +25,8 @@ import torch
 import transformers
 
 import vidpress
-from vidpress.metrics.architectures import build, frame_size, paper_press, prompts
+from vidpress.metrics.architectures import build, frame_size, prompts
+from vidpress.presses.settings import make_press
 
 
 def sync(device: str) -> None:
@@ -96,12 +98,12 @@ def check_family(family: str, args, device: str, dtype: torch.dtype) -> dict:
         report["runs"].append({"press": "vanilla", **vanilla})
         print(family, "vanilla", {k: v for k, v in vanilla.items() if k != "tokens"}, flush=True)
         reference = model(**single).logits[:, -1].float()
-        with vidpress.UnifiedPress(retention=1.0, text_aware_merging=False)(model):
+        with vidpress.UnifiedPress(retention=1.0, inner_merging=False)(model):
             identity = model(**single).logits[:, -1].float()
         report["identity_max_abs_diff"] = float((identity - reference).abs().max())
 
         for name in sorted(vidpress.PRESSES):
-            press = paper_press(name, layers)
+            press = make_press(f"{name}@2", layers)
             with press(model) as run:
                 row = {"press": name, "config": repr(press), **timed(model, single, steps, device)}
                 stats = run.stats[-1]

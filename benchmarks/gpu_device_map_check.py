@@ -7,9 +7,9 @@ The one-GPU stand-in for a model sharded over GPUs (``device_map="auto"``): the 
 projector, the first decoder layers and the LM head sit on cuda:0; the last ``--cpu-layers``
 decoder layers are placed on "cpu", so accelerate keeps their weights in host memory and its hooks
 move them (and the activations) on every forward, as they do between GPUs. Random bf16 weights,
-8 frames. Per press (paper settings, 2%): the kept token count and (frame, row, col) positions of
-stage 1 and the greedy tokens must equal those of the same press on the model without a device
-map. Exit status 1 if any differs.
+8 frames. Per press at 2% (``make_press("NAME@2")``): the kept token count and (frame, row,
+col) positions of stage 1 and the greedy tokens must equal those of the same press on the model
+without a device map. Exit status 1 if any differs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import transformers
 from accelerate import dispatch_model
 
 import vidpress
-from vidpress.metrics.architectures import build, frame_size, paper_press, video_prompt
+from vidpress.metrics.architectures import build, frame_size, video_prompt
+from vidpress.presses.settings import make_press
 
 
 def run_presses(model, inputs, steps: int) -> dict:
@@ -32,7 +33,7 @@ def run_presses(model, inputs, steps: int) -> dict:
     out = {}
     with torch.no_grad():
         for name in sorted(vidpress.PRESSES):
-            with paper_press(name, layers)(model) as run:
+            with make_press(f"{name}@2", layers)(model) as run:
                 tokens = model.generate(
                     **inputs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False
                 )

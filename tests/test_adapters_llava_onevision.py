@@ -38,7 +38,7 @@ def test_scores_match_the_eager_attention_of_the_projector_layer(vision):
         reference = _pool(attentions[:, :, 0, 1:].mean(dim=1))
     else:
         reference = _pool(attentions.mean(dim=(1, 2)))
-    run = vidpress.UnifiedPress(retention=0.25, text_aware_merging=False)(sdpa)
+    run = vidpress.UnifiedPress(retention=0.25, inner_merging=False)(sdpa)
     mask = inputs["attention_mask"]
     prompt_ = run.adapter.prepare(inputs, mask, {"scores", "keys"}, Timer(mask.device))
     video = prompt_.videos[0]
@@ -122,7 +122,7 @@ def test_clear_errors():
         vidpress.UnifiedPress(retention=0.0)
     with pytest.raises(ValueError, match=r"inner_layer must be in \[1, 3\]"):
         vidpress.UnifiedPress(inner_layer=18)(model)
-    with vidpress.UnifiedPress(retention=0.25, text_aware_merging=False)(model):
+    with vidpress.UnifiedPress(retention=0.25, inner_merging=False)(model):
         with pytest.raises(ValueError, match="video inputs only"):
             model(**inputs, pixel_values=torch.randn(1, 3, 28, 28), image_sizes=[[28, 28]])
         with pytest.raises(ValueError, match="has no video"):

@@ -111,7 +111,7 @@ def test_scores_are_received_attention_within_the_last_blocks_segments(
     scores = []
     for attn in ("sdpa", "eager"):
         model = tm.qwen2_5_vl(attn, full_attention_blocks=full_attention_blocks)
-        run = vidpress.UnifiedPress(text_aware_merging=False)(model)
+        run = vidpress.UnifiedPress(inner_merging=False)(model)
         prompt = run.adapter.prepare(inputs, mask, {"scores", "keys"}, Timer(mask.device))
         scores.append([v.scores for v in prompt.videos])
         assert [tuple(v.keys.shape) for v in prompt.videos] == [(2, 16, 16), (1, 24, 16)]

@@ -11,6 +11,7 @@ from vidpress.cli import main
 from vidpress.metrics import bench
 from vidpress.metrics.architectures import ARCHITECTURES, build_architecture, video_prompt
 from vidpress.metrics.latency import Clock, decode_speed, prefill_phases, summarize, time_call
+from vidpress.presses.settings import grid_settings, make_press, parse_retention
 
 
 def test_bench_tiny_cpu_run_writes_json_markdown_and_png(tmp_path, capsys):
@@ -101,32 +102,39 @@ def test_full_size_models_need_a_gpu(monkeypatch, capsys):
     ],
 )
 def test_parse_retention(text, label, outer, inner):
-    setting = bench.parse_retention(text)
-    assert setting.label == label
-    assert setting.outer == pytest.approx(outer) if outer else setting.outer is None
-    assert setting.inner == pytest.approx(inner) if inner else setting.inner is None
+    cell = parse_retention(text)
+    assert cell.label == label
+    if outer is None:  # the uncompressed model's cell
+        assert cell.uncompressed
+    else:
+        press = make_press(grid_settings("unified", cell), 28)
+        assert press.retention == pytest.approx(outer)
+        kept = press.retention * press.inner_keep if press.inner_merging else None
+        assert kept == pytest.approx(inner) if inner else kept is None
 
 
 @pytest.mark.parametrize("text", ["0", "2/4", "abc", "1/2/3", "150", "-1"])
 def test_parse_retention_rejects(text):
     with pytest.raises(ValueError, match="retention"):
-        bench.parse_retention(text)
+        parse_retention(text)
 
 
 def test_make_press_settings():
-    two = bench.parse_retention("2/1")
-    unified = bench.make_press("unified", two, 28)
+    def press(name, cell, layers=28):
+        return make_press(grid_settings(name, cell), layers)
+
+    unified = press("unified", "2/1")
     assert (unified.retention, unified.inner_keep, unified.inner_layer) == (0.02, 0.5, 18)
-    assert bench.make_press("unified", bench.parse_retention("2"), 28).text_aware_merging is False
-    holitom = bench.make_press("holitom", two, 28)
+    assert press("unified", "2").inner_merging is False
+    holitom = press("holitom", "2/1")
     assert holitom.inner_keep == 0.5 and holitom.inner_merging
-    fastv = bench.make_press("fastv", two, 28)
-    assert fastv.inner_keep == 0.02 and fastv.inner_layer == 2
-    assert bench.make_press("fastvid", two, 28).retention == 0.02
-    assert bench.make_press("unified", bench.parse_retention("100"), 28) is None
-    assert bench.make_press("unified", two, 10).inner_layer == 9
+    fastv = press("fastv", "2/1")
+    assert fastv.retention == 0.02 and fastv.inner_layer == 2
+    assert press("fastvid", "2/1").retention == 0.02
+    assert parse_retention("100").uncompressed
+    assert press("unified", "2/1", 10).inner_layer == 9
     with pytest.raises(ValueError, match="press must be one of"):
-        bench.make_press("nope", two, 28)
+        press("nope", "2/1")
 
 
 def test_bench_rejects_bad_options(capsys):

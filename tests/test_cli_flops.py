@@ -32,7 +32,7 @@ def test_flops_json_paper_example(capsys):
 
 def test_flops_json_matches_the_library(capsys):
     out = run_json(capsys, "--press", "fastv", "--retention", "0.1", "--layer", "5")
-    expected = count_flops(press="fastv", retention=0.1, layer=5)
+    expected = count_flops(press="fastv:retention=0.1,inner_layer=5")
     assert out["total"] == expected.total
     assert out["tokens"]["short_from_layer"] == 5
     assert out["vision_tower"] > 0 and out["prefill"]["k_proj"] < out["prefill"]["q_proj"]

@@ -15,10 +15,10 @@ def test_parse_retention_semantics():
     u = C.parse_config("unified@2/1")
     assert u.params == {"retention": 0.02, "inner_keep": 0.5} and u.setting == "2/1"
     assert C.parse_config("unified@2").setting == "2/1"  # default inner stage keeps half
-    nm = C.parse_config("unified:text_aware_merging=false@2")
+    nm = C.parse_config("unified:inner_merging=false@2")
     assert nm.setting == "2" and nm.label == "Unified w/o merging"
     f = C.parse_config("fastv@2")
-    assert f.params == {"inner_keep": 0.02} and f.setting == "100/2" and f.row == 2
+    assert f.params == {"retention": 0.02} and f.setting == "100/2" and f.row == 2
     assert C.parse_config("fastv@100/2").name == f.name
     h = C.parse_config("holitom@10/5")
     assert h.params["inner_keep"] == pytest.approx(0.5)
@@ -54,7 +54,7 @@ def test_paper_grids():
     ablation = C.ablation_configs()
     assert len(ablation) == 7 and len({c.name for c in ablation}) == 7
     assert all(c.params["retention"] == 0.02 for c in ablation)
-    assert all(c.params["text_aware_merging"] is False for c in ablation)
+    assert all(c.params["inner_merging"] is False for c in ablation)
     merged = C.dedupe(grid + ablation)
     assert len(merged) == 43  # "Attn + Sim + Cluster" is the main table's w/o-merging row
     assert all(c.build() is not None for c in merged if c.press)

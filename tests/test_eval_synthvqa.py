@@ -117,7 +117,7 @@ def test_cli_eval_smoke(tmp_path, capsys):
     assert names == [
         "none",
         "unified@2/1",
-        "unified:text_aware_merging=false@2",
+        "unified:inner_merging=false@2",
         "fastv@100/2",
         "unified:centred_gate=true@2/1",
     ]

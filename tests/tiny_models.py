@@ -164,25 +164,15 @@ SPECIAL = 100  # ids >= this (placeholders, vision markers) are never generated 
 
 
 def tiny_press(name: str, identity: bool = False):
-    """A press of ``vidpress.PRESSES[name]`` sized for the tiny models.
+    """A press of ``vidpress.PRESSES[name]`` sized for the tiny models: the grid cell 25/12.5
+    (``grid_settings``; FastV 100/25) with K = INNER_LAYER.
 
-    ``identity``: retention 1.0 and the inner stage off (FastV: keeps every token at layer K).
+    ``identity``: the cell 100 (retention 1.0, the inner stage off; FastV keeps every token).
     """
-    from vidpress.presses import PRESSES
+    from vidpress.presses.settings import grid_settings, make_press
 
-    cls = PRESSES[name]
-    fields = cls.__dataclass_fields__
-    params = {}
-    if "retention" in fields:
-        params["retention"] = 1.0 if identity else 0.25
-    if "inner_layer" in fields:
-        params["inner_layer"] = INNER_LAYER
-    if identity and name == "fastv":
-        params["inner_keep"] = 1.0
-    for switch in ("text_aware_merging", "inner_merging"):
-        if identity and switch in fields:
-            params[switch] = False
-    return cls(**params)
+    settings = grid_settings(name, "100" if identity else "25/12.5")
+    return make_press(settings, layers=INNER_LAYER + 1)  # K: the last of INNER_LAYER + 1 layers
 
 
 def family_model(family: str, attn: str = "sdpa"):

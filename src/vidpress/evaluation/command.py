@@ -30,11 +30,12 @@ def _command_line(args: argparse.Namespace) -> list[str]:
 
 def bars_target(spec: str | None, configs) -> str:
     """--bars-for in canonical form (``unified:centred_gate=true``); a press given explicitly must
-    be among ``configs`` at 2/1, so its bars cannot be skipped silently. None: "unified"."""
-    from vidpress.evaluation.configs import parse_config
+    be among ``configs`` at 2/1, so its bars cannot be skipped silently. None: the paper's
+    method ("unified")."""
+    from vidpress.evaluation.configs import PAPER_PRESS, parse_config
 
     if spec is None:
-        return "unified"
+        return PAPER_PRESS
     if "@" in spec:
         raise ValueError(f"--bars-for takes NAME[:key=value,...] without @, got {spec!r}")
     name = parse_config(f"{spec}@2/1").name

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from vidpress.evaluation.configs import PressConfig, parse_config
+from vidpress.evaluation.configs import PAPER_PRESS, PressConfig, parse_config
 from vidpress.evaluation.scoring import letter_scores, letter_token_ids
 from vidpress.evaluation.shared_vision import SharedVision
 
@@ -255,7 +255,7 @@ def summarize(raw: dict, configs: list[PressConfig], families: tuple[str, ...]) 
     }
 
 
-def check_bars(summary: dict, target: str = "unified", keep: float = 0.9) -> dict:
+def check_bars(summary: dict, target: str = PAPER_PRESS, keep: float = 0.9) -> dict:
     """The issue's bars: ``target`` at 2/1 keeps >= 90% of the uncompressed accuracy, and at 2/1
     and 1/0.5 beats every baseline at the same row (paired McNemar p-values reported).
 
@@ -316,7 +316,7 @@ class EvalSettings:
     dtype: str = "float32"
     time_limit: float | None = None  # seconds from the start of run_eval
     progress_every: int = 10
-    bars_for: str = "unified"  # the configuration whose bars ``check_bars`` reports
+    bars_for: str = PAPER_PRESS  # the configuration whose bars ``check_bars`` reports
 
 
 def resolve_device(name: str) -> torch.device:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from vidpress.evaluation.configs import PressConfig
+from vidpress.evaluation.configs import PAPER_PRESS, PressConfig
 from vidpress.evaluation.harness import EvalSettings, SuiteSpec, distributed_rank, run_eval
 from vidpress.evaluation.report import file_sha256, run_header, write_results
 from vidpress.provenance import provenance
@@ -27,7 +27,7 @@ def evaluate_synthvqa(
     plot: bool = True,
     command: list[str] | None = None,
     progress_every: int = 10,
-    bars_for: str = "unified",
+    bars_for: str = PAPER_PRESS,
 ) -> tuple[dict, list[Path]]:
     """Evaluate ``configs`` on SynthVQA; returns (result dict, written paths).
 

@@ -105,26 +105,44 @@ def compress_video_tokens(
     grid: tuple[int, int] | None = None,
     **params,
 ) -> CompressedTokens:
-    """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 method ``name``.
+    """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 method ``name``
+    (one of ``STAGE1_METHODS``); the rest as :func:`compress_with`."""
+    if name not in _STAGE1:
+        raise ValueError(f"name must be one of {sorted(_STAGE1)}, got {name!r}")
+    return compress_with(
+        _STAGE1[name], tokens, scores, budget=budget, retention=retention, grid=grid, **params
+    )
+
+
+def compress_with(
+    method: Callable[..., CompressedTokens],
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int | None = None,
+    retention: float | None = None,
+    grid: tuple[int, int] | None = None,
+    **params,
+) -> CompressedTokens:
+    """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 function ``method``
+    (e.g. ``unified_compress``).
 
     Give ``budget`` (tokens to keep, 1..T*N) or ``retention`` (a ratio in (0, 1], rounded by
     ``token_budget``). ``grid=(rows, cols)`` when N is not a square. ``params`` are the method's
     hyper-parameters (keyword arguments of its function, the papers' defaults otherwise).
     The result holds exactly ``budget`` tokens; a budget of every token returns the input.
     """
-    if name not in _STAGE1:
-        raise ValueError(f"name must be one of {sorted(_STAGE1)}, got {name!r}")
     check_video_inputs(tokens, scores)
     frames, per_frame, _ = tokens.shape
     count = token_budget(frames * per_frame, retention=retention, budget=budget)
     if count < 1:
         raise ValueError(f"budget must be in [1, {frames * per_frame}], got {count}")
     grid = resolve_grid(per_frame, grid)
-    method = _STAGE1[name]
     accepted = [p for p in inspect.signature(method).parameters if p not in ("tokens", "scores")]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise ValueError(f"{name} does not take {unknown}; accepted parameters: {accepted[2:]}")
+        raise ValueError(
+            f"{method.__name__} does not take {unknown}; accepted parameters: {accepted[2:]}"
+        )
     if count == frames * per_frame:
         return identity(tokens, grid)
     return method(tokens, scores, count, grid=grid, **params)
@@ -142,6 +160,7 @@ __all__ = [
     "blend_into_targets",
     "cls_attention",
     "compress_video_tokens",
+    "compress_with",
     "centred",
     "cosine_gate",
     "descending_rank",

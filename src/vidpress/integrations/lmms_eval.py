@@ -113,6 +113,7 @@ class _VidpressLMM(_lmms_base()):
     ) -> None:
         super().__init__()
         from vidpress import inference
+        from vidpress.presses.settings import make_press, with_options
 
         for key in RESERVED:
             kwargs.pop(key, None)
@@ -123,7 +124,10 @@ class _VidpressLMM(_lmms_base()):
                 f"{model_id} takes {' or '.join(self.families)} checkpoints; {pretrained} is "
                 f"{family}"
             )
-        self.press = inference.build_press(press, retention, kwargs)
+        if retention is not None:
+            kwargs["retention"] = retention
+        options = [f"{key}={value}" for key, value in kwargs.items()]
+        self.press = make_press(with_options(press, options))
         world_size = int(os.environ.get("WORLD_SIZE", 1))
         device_ = process_device(device, int(os.environ.get("LOCAL_RANK", 0)), world_size)
         if world_size > 1:

@@ -2,7 +2,6 @@
 
 from vidpress.metrics.flops import (
     CONVENTIONS,
-    PRESS_NAMES,
     FlopsBreakdown,
     FlopsInputs,
     LayerFlops,
@@ -21,7 +20,6 @@ from vidpress.metrics.model_specs import (
 __all__ = [
     "CONVENTIONS",
     "MODEL_SPECS",
-    "PRESS_NAMES",
     "FlopsBreakdown",
     "FlopsInputs",
     "LayerFlops",

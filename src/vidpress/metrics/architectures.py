@@ -263,18 +263,3 @@ def video_prompt(
     ``text[1]`` random tokens (the question after the video)."""
     device = model.device if device is None else device
     return prompts(family, model, frames, size, [text], device)
-
-
-def paper_press(name: str, num_layers: int, retention: float = 0.02):
-    """Press ``name`` at the paper's settings for a model of ``num_layers`` decoder layers:
-    ``retention`` (2%), inner stage at K = 18 (or the last layer but one, on smaller models) with
-    its default keep ratio; FastV at its own defaults."""
-    from vidpress.presses import PRESSES
-
-    cls = PRESSES[name]
-    if name == "fastv":
-        return cls()
-    params = {"retention": retention}
-    if "inner_layer" in cls.__dataclass_fields__:
-        params["inner_layer"] = min(18, num_layers - 2)
-    return cls(**params)

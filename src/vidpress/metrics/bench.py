@@ -59,7 +59,14 @@ from vidpress.metrics.latency import (
     video_features,
 )
 from vidpress.metrics.model_specs import spec_from_config
-from vidpress.presses import PRESSES
+from vidpress.presses import FastVIDPress, UnifiedPress, press_name
+from vidpress.presses.settings import (
+    Retention,
+    grid_settings,
+    make_press,
+    parse_retention,
+    press_class,
+)
 from vidpress.provenance import provenance
 
 RETENTIONS = ("100", "10/5", "5/2.5", "2/1", "1/0.5")
@@ -74,66 +81,13 @@ PRESS_ORDER = (
     "random",
 )
 SWEEP_RETENTION = 0.02
+TARGET = press_name(UnifiedPress)  # the paper's method: its bars, sweep and profiles
+REFERENCE = press_name(FastVIDPress)  # the stage-1 speed the target's bar compares with
 GIB = 2**30
 MIB = 2**20
 
 
 # ------------------------------------------------------------------------------ settings
-@dataclass(frozen=True)
-class Retention:
-    """A retention setting "A/B" (A% enter the LLM, B% from layer K on), "A" (outer only) or
-    "100" (the uncompressed model)."""
-
-    label: str
-    outer: float | None  # ratio in (0, 1], None for the uncompressed model
-    inner: float | None  # ratio of all visual tokens from layer K on, None for no inner stage
-
-
-def parse_retention(text: str) -> Retention:
-    """ "100" (or "100%"), "A" or "A/B" in percent, with 0 < B <= A < 100."""
-    parts = [p.strip().rstrip("%") for p in str(text).split("/")]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or not all(0 < v <= 100 for v in values):
-        raise ValueError(
-            f"retention must be '100', 'A' or 'A/B' in percent (0 < B <= A <= 100), got {text!r}"
-        )
-    if len(values) == 1 and values[0] == 100:
-        return Retention("100%", None, None)
-    if len(values) == 2 and values[1] > values[0]:
-        raise ValueError(f"retention 'A/B' needs B <= A, got {text!r}")
-    label = "/".join(f"{v:g}%" for v in values)
-    return Retention(label, values[0] / 100, values[1] / 100 if len(values) == 2 else None)
-
-
-def make_press(name: str, setting: Retention, layers: int):
-    """The press ``name`` at ``setting``; None for the uncompressed model.
-
-    unified, holitom: retention A, inner stage keeping B/A at their K (none for "A");
-    fastv: every token enters the LLM, A% stay from its layer K on ("100%/A%", as the paper
-    runs it); the others: retention A (they have no inner stage).
-    """
-    if setting.outer is None:
-        return None
-    if name not in PRESSES:
-        raise ValueError(f"press must be one of {', '.join(PRESSES)}, got {name!r}")
-    cls = PRESSES[name]
-    fields = cls.__dataclass_fields__
-    if name == "fastv":
-        return cls(inner_keep=setting.outer, inner_layer=min(cls.inner_layer, layers - 1))
-    params = {"retention": setting.outer}
-    if "inner_layer" in fields:
-        params["inner_layer"] = min(fields["inner_layer"].default, layers - 1)
-        if setting.inner is None:
-            switch = "text_aware_merging" if "text_aware_merging" in fields else "inner_merging"
-            params[switch] = False
-        else:
-            params["inner_keep"] = setting.inner / setting.outer
-    return cls(**params)
-
-
 @dataclass
 class BenchConfig:
     """What one ``vidpress bench`` run measures."""
@@ -177,9 +131,9 @@ def resolve_device(config: BenchConfig) -> torch.device:
 
 
 def _check_config(config: BenchConfig) -> list[Retention]:
+    """The retention cells (``parse_retention``), after checking every option."""
     for name in config.presses:
-        if name not in PRESSES:
-            raise ValueError(f"press must be one of {', '.join(PRESSES)}, got {name!r}")
+        press_class(name)
     for name, value, low in (
         ("frames", config.frames, 1),
         ("warmup", config.warmup, 0),
@@ -375,7 +329,7 @@ def compression_sweep(
 ) -> list[dict]:
     """The unified press at 2% on each of ``config.sweep_frames``: in the model (phases and
     ``run.stats``) and on the model's own features (time and extra peak memory)."""
-    press = PRESSES["unified"](retention=SWEEP_RETENTION)
+    press = UnifiedPress(retention=SWEEP_RETENTION)
     adapter = get_adapter(model)
     rows = []
     for frames in config.sweep_frames:
@@ -425,7 +379,7 @@ def profile_compression(model, inputs: dict, device) -> str:
     """torch.profiler tables of the unified press (scores and stage 1) on ``inputs``."""
     from torch.profiler import ProfilerActivity, profile
 
-    press = PRESSES["unified"](retention=SWEEP_RETENTION)
+    press = UnifiedPress(retention=SWEEP_RETENTION)
     adapter = get_adapter(model)
     mask = inputs["attention_mask"].long()
     activities = [ProfilerActivity.CPU]
@@ -568,7 +522,7 @@ def run_bench(
     checkpoint: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run the benchmark; returns the report (``checkpoint(report)`` after every row)."""
-    settings = _check_config(config)
+    cells = _check_config(config)
     device = resolve_device(config)
     arch = get_architecture(config.model)
     size = config.size or arch.frame_size
@@ -619,7 +573,7 @@ def run_bench(
     log(f"bench {arch.name} on {report['device']}: {report['model']['prompt_tokens']} tokens")
     with torch.no_grad():  # global warm-up (kernels, allocator, the host): 2 decodes
         model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
-        warm_press = make_press("unified", parse_retention("2/1"), layers)
+        warm_press = make_press(grid_settings(TARGET, "2/1"), layers)
         with warm_press(model):
             model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
     floors = None
@@ -637,16 +591,16 @@ def run_bench(
         report["vision"] = vision_check(model, inputs, clock, config, device)
         log(f"vision {json.dumps(_short(report['vision']))}")
         save(report)
-    plan = [("vanilla", s) for s in settings if s.outer is None]
-    plan += [(p, s) for p in config.presses for s in settings if s.outer is not None]
-    for name, setting in plan:
-        press = make_press(name, setting, layers) if name != "vanilla" else None
-        row = {"press": name, "retention": setting.label, "config": repr(press)}
+    plan = [("vanilla", cell) for cell in cells if cell.uncompressed]
+    plan += [(p, cell) for p in config.presses for cell in cells if not cell.uncompressed]
+    for name, cell in plan:
+        press = make_press(grid_settings(name, cell), layers) if name != "vanilla" else None
+        row = {"press": name, "retention": cell.label, "config": repr(press)}
         row.update(measure_setting(model, inputs, press, clock, config, device))
         if floors is not None:
             row["floors"] = floors(row)
         report["rows"].append(row)
-        log(f"{name} {setting.label} {json.dumps(_short(row))}")
+        log(f"{name} {cell.label} {json.dumps(_short(row))}")
         save(report)
     if config.sweep_frames:
         report["sweep"] = compression_sweep(model, arch.family, size, clock, config, device)
@@ -659,19 +613,19 @@ def run_bench(
             big = video_prompt(model, arch.family, max(config.sweep_frames), size, (14, 20), device)
             report["profile_sweep"] = profile_compression(model, big, device)
             del big
-        unified2 = make_press("unified", parse_retention("2/1"), layers)
+        unified2 = make_press(grid_settings(TARGET, "2/1"), layers)
         report["profile_breakdown"] = timing_breakdown(model, inputs, unified2, device)
-        fastvid = make_press("fastvid", parse_retention("2"), layers)
+        fastvid = make_press(grid_settings(REFERENCE, "2"), layers)
         report["profile_breakdown_fastvid"] = timing_breakdown(model, inputs, fastvid, device)
         if config.sweep_frames:
             big = video_prompt(model, arch.family, max(config.sweep_frames), size, (14, 20), device)
             report["profile_breakdown_sweep"] = timing_breakdown(model, big, unified2, device, 2)
             del big
         report["profile_decode_vanilla"] = profile_decode(model, inputs, None, device)
-        unified = make_press("unified", parse_retention("2/1"), layers)
+        unified = make_press(grid_settings(TARGET, "2/1"), layers)
         report["profile_decode_unified"] = profile_decode(model, inputs, unified, device)
         save(report)
-    report["bars"] = evaluate_bars(report) + speed_bars(_find(report, "unified", "2%/1%"))
+    report["bars"] = evaluate_bars(report) + speed_bars(_find(report, TARGET, "2%/1%"))
     save(report)
     return report
 
@@ -717,8 +671,8 @@ def evaluate_bars(report: dict) -> list[dict]:
     """The project's targets (issue: LLaVA-OV-7B, 32 frames x 196 tokens, one H100), each with
     its measured value and whether it is met (None: not measured in this report)."""
     vanilla = _find(report, "vanilla", "100%")
-    unified = _find(report, "unified", "2%/1%")
-    fastvid = _find(report, "fastvid", "2%/1%") or _find(report, "fastvid", "2%")
+    unified = _find(report, TARGET, "2%/1%")
+    fastvid = _find(report, REFERENCE, "2%/1%") or _find(report, REFERENCE, "2%")
     bars = []
 
     def bar(name: str, target: str, measured: float | None, ok: Callable[[float], bool], unit):
@@ -847,8 +801,6 @@ def markdown(report: dict) -> str:
             tokens = f"{kept}" if inner is None else f"{kept} -> {inner}"
             if kept is None:
                 tokens = "-"
-            if r["press"] == "fastv":
-                tokens = f"{r.get('tokens_in')} -> {inner}"
         lines.append(
             f"| {r['press']} | {r['retention']} | {tokens} | {_fmt(r.get('vision_ms'))} "
             f"| {_fmt(r.get('scores_ms'), 2)} | {_fmt(r.get('process_ms'), 2)} "
@@ -1156,7 +1108,7 @@ def run_bench_command(args) -> int:
     if args.from_json:
         with open(args.from_json) as f:
             report = json.load(f)
-        report["bars"] = evaluate_bars(report) + speed_bars(_find(report, "unified", "2%/1%"))
+        report["bars"] = evaluate_bars(report) + speed_bars(_find(report, TARGET, "2%/1%"))
         prefix = args.out or args.from_json.removesuffix(".json")
         for path in write_outputs(report, prefix, png=not args.no_plot):
             print(path)

@@ -16,16 +16,16 @@ plus ``G = 100`` decoded tokens with a KV cache, decoded token ``i`` (0-based) a
     FLOPs = sum over layers l of [ prefill(n_l) + sum_{i < G} decode(n_l, i) ]
 
 ``n_l`` is the number of visual tokens in layer ``l``. These terms are multiply-accumulates, as in
-FastV's formula; the paper calls them FLOPs. Budgets: ``B = round_half_up(r x T x N)``, the inner
-stage keeps ``round_half_up(keep x B)``. FastV (layer K = 3) runs layers ``< K`` on all T x N tokens
-and layers ``>= K`` on B. Inner merging "at layer K" (HoliTom, the paper's method, K = 18) is
-counted as taking effect *after* layer K: layers ``0..K`` run on B tokens, layers ``> K`` on the
-kept ones. This decode term and this layer count were fitted to all 25 FLOPs cells of Table 1
-(13 distinct values); see ``tests/test_flops.py`` for the table. With the project's global budget
-rounding every cell is within 4.8%. With ``budget_rounding="per_frame"`` (``T x round(r x N)``
-tokens, e.g. 20 per frame at 10%, as per-frame methods keep them) every published FLOPs value
-*and* every published ratio is reproduced exactly after rounding, which suggests the paper counted
-its stage-1 methods that way.
+FastV's formula; the paper calls them FLOPs. Budgets are the press's (``press.plan``):
+``B = round_half_up(r x T x N)``, the inner stage keeps ``round_half_up(keep x B)``. An inner stage
+"at layer K" (FastV at K = 2, HoliTom and the paper's method at K = 18) is counted as taking
+effect *after* layer K: layers ``0..K`` run on the tokens that entered the LLM (FastV: all
+T x N), layers ``> K`` on the kept ones. This decode term and this layer count were fitted to
+all 25 FLOPs cells of Table 1 (13 distinct values); see ``tests/test_flops.py`` for the table.
+With the project's global budget rounding every cell is within 4.8%. With
+``budget_rounding="per_frame"`` (``T x round(r x N)`` tokens, e.g. 20 per frame at 10%, as
+per-frame methods keep them) every published FLOPs value *and* every published ratio is
+reproduced exactly after rounding, which suggests the paper counted its stage-1 methods that way.
 
 ``exact`` -- what the hardware does, 2 FLOPs per multiply-add:
 
@@ -42,45 +42,31 @@ its stage-1 methods that way.
 - Compression: an estimate of the press's dominant similarity matmuls, see
   :func:`compression_flops`. Sorting, top-k and elementwise work are not counted.
 
-Inner merging in ``exact`` follows the project's method (docs/method.md): layers ``< K`` run on B.
+The inner stage in ``exact`` is where the presses apply it (docs/method.md): layers ``>= K`` run
+on the kept tokens.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
-from vidpress.functional._checks import check_choice, check_int, check_ratio
-from vidpress.functional.budgets import round_half_up, token_budget
+from vidpress.functional._checks import check_choice, check_int
 from vidpress.metrics.model_specs import LLMSpec, ModelSpec, VisionSpec, get_spec
+from vidpress.presses import BasePress, InnerStage, press_name
+from vidpress.presses.settings import make_press
 
 CONVENTIONS = ("exact", "paper")
 BUDGET_ROUNDINGS = ("global", "per_frame")
-PRESS_NAMES = (
-    "none",
-    "vanilla",
-    "unified",
-    "fastv",
-    "visionzip",
-    "fastvid",
-    "uniform",
-    "framedrop",
-    "random",
-    "holitom",
-)
-OUTER_ONLY_PRESSES = ("visionzip", "fastvid", "uniform", "framedrop", "random")
-INNER_PRESSES = ("unified", "holitom")
-DEFAULT_LAYER = {"fastv": 3, "unified": 18, "holitom": 18}
-HOLITOM_INNER_KEEP = 0.5
-UNIFIED_CLUSTER_RATIO = 0.3
-VISIONZIP_CONTEXT_FRACTION = 10 / 64  # VisionZip's 54 dominant + 10 contextual tokens
 DECODE_TOKENS = 100
 TEXT_TOKENS = 64
 
 
 @dataclass(frozen=True)
 class FlopsInputs:
-    """Validated inputs of a FLOPs count (``layer`` resolved to the press's default)."""
+    """Validated inputs of a FLOPs count, the press's as it counts them: ``press`` its short name
+    ("none" without one), ``retention`` its own (1.0 without one), ``inner_keep`` the share of
+    the stage-1 tokens kept from ``layer`` K on (None: no stage 1 or no inner stage)."""
 
     model: str
     convention: str
@@ -170,34 +156,11 @@ class FlopsBreakdown:
         return out
 
 
-def _check_press_args(inputs: FlopsInputs, llm_layers: int) -> None:
-    """Which of retention / inner_keep / layer each press takes."""
-    press = inputs.press
-    if press in ("none", "vanilla") and inputs.retention != 1:
-        raise ValueError(f"retention must be 1 for press {press!r}, got {inputs.retention!r}")
-    if inputs.inner_keep is not None and press not in INNER_PRESSES:
-        raise ValueError(
-            f"inner_keep applies only to presses {', '.join(INNER_PRESSES)}, not {press!r}"
-        )
-    if inputs.layer is None:
-        return
-    if press != "fastv" and inputs.inner_keep is None:
-        raise ValueError(
-            f"layer applies only to press 'fastv' and to presses with inner_keep "
-            f"({', '.join(INNER_PRESSES)}), not {press!r} without inner_keep"
-        )
-    if not 1 <= inputs.layer < llm_layers:
-        raise ValueError(f"layer must be in [1, {llm_layers - 1}], got {inputs.layer!r}")
-
-
 def resolve_inputs(
     spec: ModelSpec,
+    press: BasePress | None,
     *,
     convention: str,
-    press: str,
-    retention: float,
-    inner_keep: float | None,
-    layer: int | None,
     frames: int | None,
     tokens_per_frame: int | None,
     text_tokens: int,
@@ -209,55 +172,41 @@ def resolve_inputs(
     Raises ``ValueError`` naming the argument and the accepted values.
     """
     check_choice("convention", convention, CONVENTIONS)
-    check_choice("press", press, PRESS_NAMES)
     check_choice("budget_rounding", budget_rounding, BUDGET_ROUNDINGS)
-    check_ratio("retention", retention)
-    if inner_keep is not None:
-        check_ratio("inner_keep", inner_keep)
     frames = spec.frames if frames is None else frames
     tokens_per_frame = spec.tokens_per_frame if tokens_per_frame is None else tokens_per_frame
     check_int("frames", frames, 1)
     check_int("tokens_per_frame", tokens_per_frame, 1)
     check_int("text_tokens", text_tokens, 0)
     check_int("decode_tokens", decode_tokens, 0)
-    if press == "holitom" and inner_keep is None:
-        inner_keep = HOLITOM_INNER_KEEP
-    inputs = FlopsInputs(
+    inner = None if press is None else press.inner_stage()
+    return FlopsInputs(
         model=spec.name,
         convention=convention,
-        press=press,
-        retention=retention,
-        inner_keep=inner_keep,
-        layer=layer,
+        press="none" if press is None else press_name(press),
+        retention=1.0 if press is None else press.retention,
+        inner_keep=None if inner is None or press.stage1 is None else inner.keep,
+        layer=None if inner is None else inner.layer,
         frames=frames,
         tokens_per_frame=tokens_per_frame,
         text_tokens=0 if convention == "paper" else text_tokens,
         decode_tokens=decode_tokens,
         budget_rounding=budget_rounding,
     )
-    _check_press_args(inputs, spec.llm.layers)
-    if press == "fastv" or inputs.inner_keep is not None:
-        return replace(inputs, layer=DEFAULT_LAYER[press] if layer is None else layer)
-    return inputs
 
 
-def plan_tokens(inputs: FlopsInputs, layers: int) -> TokenPlan:
-    """Visual tokens per stage for a press (see the module doc for the layer conventions)."""
+def plan_tokens(press: BasePress | None, inputs: FlopsInputs, layers: int) -> TokenPlan:
+    """Visual tokens per layer under ``press`` (its ``plan``; see the module doc for the layer
+    conventions)."""
     visual = inputs.frames * inputs.tokens_per_frame
-    if inputs.press in ("none", "vanilla"):
+    if press is None:
         return TokenPlan(visual, visual, visual, layers)
-    if inputs.press == "fastv":
-        return TokenPlan(
-            visual, visual, token_budget(visual, retention=inputs.retention), inputs.layer
-        )
-    if inputs.budget_rounding == "per_frame":
-        outer = inputs.frames * token_budget(inputs.tokens_per_frame, retention=inputs.retention)
-    else:
-        outer = token_budget(visual, retention=inputs.retention)
-    if inputs.inner_keep is None:
-        return TokenPlan(visual, outer, outer, layers)
-    first_short = inputs.layer + 1 if inputs.convention == "paper" else inputs.layer
-    return TokenPlan(visual, outer, token_budget(outer, retention=inputs.inner_keep), first_short)
+    per_frame = inputs.frames if inputs.budget_rounding == "per_frame" else None
+    plan = press.plan(visual, layers, per_frame)
+    if plan.inner_layer is None:
+        return TokenPlan(visual, plan.outer_tokens, plan.outer_tokens, layers)
+    first_short = plan.inner_layer + 1 if inputs.convention == "paper" else plan.inner_layer
+    return TokenPlan(visual, plan.outer_tokens, plan.inner_tokens, first_short)
 
 
 def paper_prefill_layer(llm: LLMSpec, tokens: int) -> LayerFlops:
@@ -348,52 +297,40 @@ def _vision_score_flops(vision: VisionSpec, frames: int) -> int:
     return frame_groups(vision, frames) * per_group
 
 
-def _inner_merge_flops(llm: LLMSpec, plan: TokenPlan, text_tokens: int) -> int:
-    """Text-aware merging at layer K: text rows of QK^T over the sequence, text-visual cosine,
-    and each dropped token's cosine to every kept one."""
+def _inner_stage_flops(llm: LLMSpec, inner: InnerStage, plan: TokenPlan, text_tokens: int) -> int:
+    """The inner stage at layer K on ``S`` = the LLM's visual + text tokens: importance from the
+    text rows of QK^T over the sequence and the text-visual cosine ("text_aware", Eq. 9) or from
+    the last token's row ``2 S (H hd)`` ("last_token"), plus each dropped token's cosine to every
+    kept one when it merges."""
     seq = plan.outer_tokens + text_tokens
-    dropped = plan.outer_tokens - plan.inner_tokens
-    return (
-        2 * text_tokens * seq * llm.q_dim
-        + 2 * text_tokens * plan.outer_tokens * llm.hidden
-        + 2 * dropped * plan.inner_tokens * llm.hidden
+    if inner.importance == "text_aware":
+        importance = 2 * text_tokens * (seq * llm.q_dim + plan.outer_tokens * llm.hidden)
+    else:
+        importance = 2 * seq * llm.q_dim
+    if inner.merge == "none":
+        return importance
+    return importance + 2 * (plan.outer_tokens - plan.inner_tokens) * plan.inner_tokens * llm.hidden
+
+
+def compression_flops(
+    spec: ModelSpec, press: BasePress | None, inputs: FlopsInputs, plan: TokenPlan
+) -> int:
+    """Estimated FLOPs of the press itself: the vision scores when stage 1 uses them (one ViT
+    layer's q/k and QK^T per frame group), stage 1's matmuls (``press.stage1_flops``: the
+    unified gate and clustering, VisionZip's contextual merging, FastVID's and HoliTom's frame
+    similarity and density clustering) and the inner stage's (importance, merging). Indexing and
+    pooling (uniform, framedrop, random) count 0."""
+    if press is None:
+        return 0
+    total = press.stage1_flops(
+        inputs.frames, inputs.tokens_per_frame, plan.outer_tokens, spec.llm.hidden
     )
-
-
-def compression_flops(spec: ModelSpec, inputs: FlopsInputs, plan: TokenPlan) -> int:
-    """Estimated FLOPs of the press itself (``D`` = LLM hidden, ``N`` = visual tokens, ``B`` =
-    outer budget, ``N_f`` = tokens per frame, ``T`` = frames):
-
-    - unified: vision scores + gate ``2 N B_sel D`` (every candidate against the full pool, an
-      upper bound) + DPC-KNN distances ``2 M^2 D`` on the recycle pool ``M = N - B_sel`` +
-      assignment ``2 M B_clu D`` (``B_clu = round(0.3 B)``), plus inner merging if any;
-    - visionzip: vision scores + contextual merging ``2 (N - B_dom) B_ctx D``;
-    - fastvid: adjacent-frame similarity ``2 T N_f D`` + per-frame density clustering
-      ``2 T N_f^2 D``; holitom: the same, plus inner merging;
-    - fastv: the last token's attention row at layer K - 1, ``2 S (H hd)``;
-    - none, uniform, framedrop, random: 0 (indexing and pooling only).
-    """
-    llm, press = spec.llm, inputs.press
-    d, n, b = llm.hidden, plan.visual_tokens, plan.outer_tokens
-    frames, n_f = inputs.frames, inputs.tokens_per_frame
-    inner = 0
-    if press in INNER_PRESSES and inputs.inner_keep is not None:
-        inner = _inner_merge_flops(llm, plan, inputs.text_tokens)
-    if press == "unified":
-        b_clu = round_half_up(UNIFIED_CLUSTER_RATIO * b)
-        b_sel = b - b_clu
-        recycle = n - b_sel
-        stage1 = 2 * n * b_sel * d + 2 * recycle * recycle * d + 2 * recycle * b_clu * d
-        return _vision_score_flops(spec.vision, frames) + stage1 + inner
-    if press == "visionzip":
-        b_ctx = round_half_up(VISIONZIP_CONTEXT_FRACTION * b)
-        merge = 2 * (n - (b - b_ctx)) * b_ctx * d
-        return _vision_score_flops(spec.vision, frames) + merge
-    if press in ("fastvid", "holitom"):
-        return 2 * frames * n_f * d + 2 * frames * n_f * n_f * d + inner
-    if press == "fastv":
-        return 2 * (n + inputs.text_tokens) * llm.q_dim
-    return 0
+    if "scores" in press.needs:
+        total += _vision_score_flops(spec.vision, inputs.frames)
+    inner = press.inner_stage()
+    if inner is not None:
+        total += _inner_stage_flops(spec.llm, inner, plan, inputs.text_tokens)
+    return total
 
 
 def _llm_flops(llm: LLMSpec, inputs: FlopsInputs, plan: TokenPlan) -> tuple[LayerFlops, LayerFlops]:
@@ -412,10 +349,7 @@ def _llm_flops(llm: LLMSpec, inputs: FlopsInputs, plan: TokenPlan) -> tuple[Laye
 def count_flops(
     model: str | ModelSpec = "llava-onevision-7b",
     *,
-    press: str = "none",
-    retention: float = 1.0,
-    inner_keep: float | None = None,
-    layer: int | None = None,
+    press: BasePress | str | None = None,
     frames: int | None = None,
     tokens_per_frame: int | None = None,
     convention: str = "exact",
@@ -426,27 +360,25 @@ def count_flops(
     """Analytic FLOPs of prefill plus ``decode_tokens`` decoded tokens (see the module doc).
 
     ``model``: a name in ``MODEL_SPECS``, a path to a local config.json (or its directory), or a
-    :class:`ModelSpec`. ``retention``: the outer ratio (for ``fastv``: the fraction left from
-    ``layer`` on). ``inner_keep``: the fraction of the outer budget kept from ``layer`` on
-    (``unified``: optional; ``holitom``: default 0.5). ``layer``: K (fastv 3, unified/holitom 18).
-    ``frames`` and ``tokens_per_frame`` default to the spec's. ``text_tokens`` (the prompt) is
-    counted in ``exact`` only.
+    :class:`ModelSpec`. ``press``: a press, a settings text (``"unified@2/1"``, ``"fastv@10"``:
+    ``vidpress.presses.settings``) or None for the uncompressed model; its budgets and inner
+    layer K are its own (``press.plan``). ``frames`` and ``tokens_per_frame`` default to the
+    spec's. ``text_tokens`` (the prompt) is counted in ``exact`` only.
     """
     spec = get_spec(model)
+    if isinstance(press, str):
+        press = make_press(press)
     inputs = resolve_inputs(
         spec,
+        press,
         convention=convention,
-        press=press,
-        retention=retention,
-        inner_keep=inner_keep,
-        layer=layer,
         frames=frames,
         tokens_per_frame=tokens_per_frame,
         text_tokens=text_tokens,
         decode_tokens=decode_tokens,
         budget_rounding=budget_rounding,
     )
-    plan = plan_tokens(inputs, spec.llm.layers)
+    plan = plan_tokens(press, inputs, spec.llm.layers)
     prefill, decode = _llm_flops(spec.llm, inputs, plan)
     if convention == "paper":
         return FlopsBreakdown(inputs, plan, 0, 0, 0, prefill, decode, lm_head=0)
@@ -455,7 +387,7 @@ def count_flops(
         plan,
         vision_tower=vision_tower_flops(spec.vision, inputs.frames),
         projector=projector_flops(spec, inputs.frames),
-        compression=compression_flops(spec, inputs, plan),
+        compression=compression_flops(spec, press, inputs, plan),
         prefill=prefill,
         decode=decode,
         lm_head=2 * spec.llm.hidden * spec.llm.vocab * (1 + decode_tokens),

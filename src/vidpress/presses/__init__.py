@@ -1,6 +1,10 @@
-"""Presses: one file per method, a validated dataclass each, applied with ``with press(model)``."""
+"""Presses: one file per method, a validated dataclass each, applied with ``with press(model)``.
 
-from vidpress.presses.base import BasePress, InnerStage
+``PRESSES`` is the one place where short names map to press classes; settings texts such as
+"unified@2/1" become presses in ``vidpress.presses.settings``.
+"""
+
+from vidpress.presses.base import BasePress, InnerStage, PressPlan
 from vidpress.presses.fastv import FastVPress
 from vidpress.presses.fastvid import FastVIDPress
 from vidpress.presses.framedrop import FrameDropPress
@@ -21,6 +25,13 @@ PRESSES: dict[str, type[BasePress]] = {
     "random": RandomPress,
 }
 
+
+def press_name(press: BasePress | type[BasePress]) -> str:
+    """The short name of a press or press class in ``PRESSES`` (its class name if not there)."""
+    cls = press if isinstance(press, type) else type(press)
+    return next((name for name, c in PRESSES.items() if c is cls), cls.__name__)
+
+
 __all__ = [
     "PRESSES",
     "BasePress",
@@ -29,8 +40,10 @@ __all__ = [
     "FrameDropPress",
     "HoliTomPress",
     "InnerStage",
+    "PressPlan",
     "RandomPress",
     "UniformPoolPress",
     "UnifiedPress",
     "VisionZipPress",
+    "press_name",
 ]

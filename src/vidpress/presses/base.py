@@ -1,13 +1,16 @@
 """Shared base of the presses: small validated dataclasses used as ``with press(model) as run``.
 
-A press says two things: how stage 1 compresses each video before the LLM (a method of
-``vidpress.functional`` and its hyper-parameters, or nothing), and what the inner stage does at
-decoder layer K (an ``InnerStage``, or nothing). The adapters do the rest.
+A press owns its method: how stage 1 compresses each video before the LLM (``stage1``, a function
+of ``vidpress.functional``, whose keyword arguments are the fields made with :func:`stage1_field`),
+what the inner stage does at decoder layer K (an ``InnerStage``, or nothing), how many visual
+tokens each stage lets through (``plan``), its name in tables (``label``) and an estimate of its
+own FLOPs. The adapters do the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import torch
@@ -20,6 +23,11 @@ from vidpress.engine.run import Run
 IMPORTANCE_KINDS = ("text_aware", "last_token")
 MERGE_CHOICES = F.MERGE_MODES
 POSITION_MODES = ("contiguous", "original")
+
+
+def stage1_field(default):
+    """A dataclass field passed to the press's stage-1 function (see ``stage1_params``)."""
+    return field(default=default, metadata={"stage1": True})
 
 
 @dataclass(frozen=True)
@@ -40,24 +48,48 @@ class InnerStage:
     lam: float = 0.5
 
 
-class BasePress:
-    """Base class: subclasses are dataclasses with their hyper-parameters as fields.
+@dataclass(frozen=True)
+class PressPlan:
+    """Visual tokens through the LLM under a press, by the budget rounding of the algorithms
+    (``functional.token_budget``, docs/method.md).
 
-    Class attributes: ``stage1`` (a name of ``functional.STAGE1_METHODS``, or None for no stage 1)
-    and ``needs`` (the vision-side inputs stage 1 uses: "scores", "keys"). Subclasses with stage 1
-    have a ``retention`` field; override ``stage1_params`` and ``inner_stage`` as needed.
+    outer_tokens: those entering the LLM (after stage 1; all of them without one)
+    inner_layer:  K, or None without an inner stage
+    inner_tokens: those from layer K on (``outer_tokens`` without an inner stage)
     """
 
-    stage1: ClassVar[str | None] = None
+    visual_tokens: int
+    outer_tokens: int
+    inner_layer: int | None
+    inner_tokens: int
+
+
+def frame_similarity_flops(frames: int, tokens_per_frame: int, hidden: int) -> int:
+    """Adjacent-frame similarity ``2 T N_f D`` plus per-frame density clustering ``2 T N_f^2 D``
+    (the segmenting presses: FastVID, HoliTom)."""
+    return 2 * frames * tokens_per_frame * hidden * (1 + tokens_per_frame)
+
+
+class BasePress:
+    """Base class: subclasses are dataclasses with their hyper-parameters as fields, ``retention``
+    among them.
+
+    Class attributes: ``stage1`` (a stage-1 function of ``vidpress.functional``, or None for no
+    stage 1), ``needs`` (the vision-side inputs stage 1 uses: "scores", "keys") and ``title``
+    (the method's name in tables). Override ``inner_stage`` and ``stage1_flops`` as needed.
+    """
+
+    stage1: ClassVar[Callable[..., F.CompressedTokens] | None] = None
     needs: ClassVar[frozenset[str]] = frozenset()
+    title: ClassVar[str] = ""
 
     def __call__(self, model: nn.Module) -> Run:
         """Attach to ``model`` (one instance) for the duration of a ``with`` block."""
         return Run(self, model)
 
     def stage1_params(self) -> dict:
-        """Keyword arguments of the stage-1 function (the method's hyper-parameters)."""
-        return {}
+        """Keyword arguments of the stage-1 function: the fields made with ``stage1_field``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("stage1")}
 
     def inner_stage(self) -> InnerStage | None:
         """The in-LLM stage, or None."""
@@ -71,7 +103,7 @@ class BasePress:
         if scores is None:
             scores = torch.zeros(video.tokens.shape[:2], device=video.tokens.device)
         extra = {"keys": video.keys} if "keys" in self.needs else {}
-        return F.compress_video_tokens(
+        return F.compress_with(
             self.stage1,
             video.tokens,
             scores,
@@ -80,3 +112,48 @@ class BasePress:
             **self.stage1_params(),
             **extra,
         )
+
+    def plan(self, visual_tokens: int, layers: int, frames: int | None = None) -> PressPlan:
+        """The visual tokens of each stage for a video of ``visual_tokens`` in an LLM of
+        ``layers`` decoder layers (K must be one of them, after the first).
+
+        ``frames``: round the stage-1 budget per frame (``frames x token_budget(visual_tokens /
+        frames)``, ``metrics.flops``' ``budget_rounding="per_frame"``); by default one budget for
+        the whole video, as stage 1 keeps it.
+        """
+        inner = self.inner_stage()
+        if inner is not None and not 1 <= inner.layer < layers:
+            raise ValueError(
+                f"inner_layer must be in [1, {layers - 1}] for a model of {layers} decoder "
+                f"layers, got {inner.layer}"
+            )
+        if self.stage1 is None:
+            outer = visual_tokens
+        elif frames is None:
+            outer = F.token_budget(visual_tokens, retention=self.retention)
+        else:
+            outer = frames * F.token_budget(visual_tokens // frames, retention=self.retention)
+        if inner is None:
+            return PressPlan(visual_tokens, outer, None, outer)
+        return PressPlan(
+            visual_tokens, outer, inner.layer, F.token_budget(outer, retention=inner.keep)
+        )
+
+    @property
+    def setting(self) -> str:
+        """The retention as the paper writes it, in percent: "A/B" (A% enter the LLM, B% remain
+        from layer K on; FastV "100/B"), "A" without an inner stage."""
+        outer = 100 * self.retention if self.stage1 is not None else 100.0
+        inner = self.inner_stage()
+        return f"{outer:g}" if inner is None else f"{outer:g}/{outer * inner.keep:g}"
+
+    @property
+    def label(self) -> str:
+        """The method's name in tables, "w/o merging" when its optional inner stage is off."""
+        return self.title if getattr(self, "inner_merging", True) else f"{self.title} w/o merging"
+
+    def stage1_flops(self, frames: int, tokens_per_frame: int, budget: int, hidden: int) -> int:
+        """Estimated FLOPs of stage 1's dominant matmuls on ``frames x tokens_per_frame`` tokens
+        of width ``hidden`` kept to ``budget`` (``metrics.flops``); 0: indexing and pooling only.
+        The vision scores and the inner stage are counted by ``metrics.flops``."""
+        return 0

@@ -2,9 +2,10 @@
 
 No stage 1: every visual token enters the LLM. At decoder layer K (default 2) the last prompt
 token's attention row of layer K-1 (head mean, recomputed from q/k) ranks the visual tokens; the
-top ``inner_keep`` stay, the rest are dropped (no merging); kept tokens keep their position ids
+top ``retention`` stay, the rest are dropped (no merging); kept tokens keep their position ids
 and layers >= K hold only them in their KV cache.
-Defaults: K = 2, keep 50% (the paper's R = 50%). The target paper runs FastV at "100%/x%".
+Defaults: K = 2, keep 50% (the paper's R = 50%). The target paper runs FastV at "100%/x%"
+(``retention`` = x%).
 Known deviations: the official code prunes by slicing one sample's sequence; here any batch.
 """
 
@@ -18,12 +19,20 @@ from vidpress.presses.base import BasePress, InnerStage
 
 @dataclass
 class FastVPress(BasePress):
+    """FastV (Chen et al., ECCV 2024; docs/baselines.md), inside the LLM only.
+
+    retention:   share of the visual tokens kept from layer K on (0.5; the paper's "100%/x%")
+    inner_layer: K (2)
+    """
+
+    retention: float = 0.5
     inner_layer: int = 2
-    inner_keep: float = 0.5
+
+    title = "FastV"
 
     def __post_init__(self):
+        check_ratio("retention", self.retention)
         check_int("inner_layer", self.inner_layer, 1)
-        check_ratio("inner_keep", self.inner_keep)
 
     def inner_stage(self) -> InnerStage:
-        return InnerStage(self.inner_layer, self.inner_keep, "last_token", "none")
+        return InnerStage(self.inner_layer, self.retention, "last_token", "none")

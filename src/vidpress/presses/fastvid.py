@@ -16,23 +16,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vidpress import functional as F
 from vidpress.functional._checks import check_choice, check_int, check_ratio
-from vidpress.presses.base import POSITION_MODES, BasePress
+from vidpress.presses.base import (
+    POSITION_MODES,
+    BasePress,
+    frame_similarity_flops,
+    stage1_field,
+)
 
 
 @dataclass
 class FastVIDPress(BasePress):
+    """FastVID (Shen et al., NeurIPS 2025; docs/baselines.md), before the LLM.
+
+    retention:     share of the visual tokens entering the LLM (0.02)
+    segments:      DySeg's segment count c (8); tau: its similarity threshold (0.9)
+    context_ratio: d, each frame's share of context tokens (0.4)
+    anchor_period: p, the anchor frame period in a segment (4)
+    beta:          DTM's minimum target weight (0.6); k: DPC-KNN neighbours (4)
+    position_ids:  "original" or "contiguous" 1-D positions of the kept tokens ("original")
+    """
+
     retention: float = 0.02
-    segments: int = 8
-    tau: float = 0.9
-    context_ratio: float = 0.4
-    anchor_period: int = 4
-    beta: float = 0.6
-    k: int = 4
+    segments: int = stage1_field(8)
+    tau: float = stage1_field(0.9)
+    context_ratio: float = stage1_field(0.4)
+    anchor_period: int = stage1_field(4)
+    beta: float = stage1_field(0.6)
+    k: int = stage1_field(4)
     position_ids: str = "original"
 
-    stage1 = "fastvid"
+    stage1 = staticmethod(F.fastvid_compress)
     needs = frozenset({"scores"})
+    title = "FastVID"
 
     def __post_init__(self):
         check_ratio("retention", self.retention)
@@ -44,12 +61,5 @@ class FastVIDPress(BasePress):
         check_int("k", self.k, 1)
         check_choice("position_ids", self.position_ids, POSITION_MODES)
 
-    def stage1_params(self) -> dict:
-        return {
-            "segments": self.segments,
-            "tau": self.tau,
-            "context_ratio": self.context_ratio,
-            "anchor_period": self.anchor_period,
-            "beta": self.beta,
-            "k": self.k,
-        }
+    def stage1_flops(self, frames: int, tokens_per_frame: int, budget: int, hidden: int) -> int:
+        return frame_similarity_flops(frames, tokens_per_frame, hidden)

@@ -16,23 +16,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vidpress import functional as F
 from vidpress.functional._checks import check_choice, check_flag, check_int, check_ratio
-from vidpress.presses.base import POSITION_MODES, BasePress, InnerStage
+from vidpress.presses.base import (
+    POSITION_MODES,
+    BasePress,
+    InnerStage,
+    frame_similarity_flops,
+    stage1_field,
+)
 
 
 @dataclass
 class HoliTomPress(BasePress):
+    """HoliTom (Shao et al., NeurIPS 2025; docs/baselines.md): outer merge, inner merge at K.
+
+    retention:     share of the visual tokens entering the LLM (0.02)
+    tau:           static-position similarity threshold (None: 0.65 at retention <= 10%, else 0.8)
+    beta:          a static centre's weight against its members' mean (0.6); k: DPC-KNN's (7)
+    inner_merging: the inner stage at layer K (on; off: "w/o merging")
+    inner_layer:   K (18); inner_keep: the share of the stage-1 tokens kept from K on (0.5)
+    position_ids:  "contiguous" or "original" 1-D positions of the kept tokens ("contiguous")
+    """
+
     retention: float = 0.02
-    tau: float | None = None
-    beta: float = 0.6
-    k: int = 7
+    tau: float | None = stage1_field(None)
+    beta: float = stage1_field(0.6)
+    k: int = stage1_field(7)
     inner_merging: bool = True
     inner_layer: int = 18
     inner_keep: float = 0.5
     position_ids: str = "contiguous"
 
-    stage1 = "holitom"
+    stage1 = staticmethod(F.holitom_compress)
     needs = frozenset({"scores"})
+    title = "HoliTom"
 
     def __post_init__(self):
         check_ratio("retention", self.retention)
@@ -45,10 +63,10 @@ class HoliTomPress(BasePress):
         check_ratio("inner_keep", self.inner_keep)
         check_choice("position_ids", self.position_ids, POSITION_MODES)
 
-    def stage1_params(self) -> dict:
-        return {"tau": self.tau, "beta": self.beta, "k": self.k}
-
     def inner_stage(self) -> InnerStage | None:
         if not self.inner_merging:
             return None
         return InnerStage(self.inner_layer, self.inner_keep, "last_token", "sequential")
+
+    def stage1_flops(self, frames: int, tokens_per_frame: int, budget: int, hidden: int) -> int:
+        return frame_similarity_flops(frames, tokens_per_frame, hidden)
