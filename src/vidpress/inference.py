@@ -26,6 +26,9 @@ are read from the checkpoint's ``video_preprocessor_config.json`` (else
   and floored to the temporal patch; indices ``arange(0, n, n / k).int()``.
 
 Only the sampled frames are decoded; the processor is then called with ``do_sample_frames=False``.
+A clip with fewer frames than the default count gives all of them, with a note
+(``Prepared.notes``); fewer than an explicit ``num_frames`` (--frames) is a ValueError naming
+--frames, the file and its frame count (``frame_count``). ``--fps`` must be finite and > 0.
 
 Pixels, two paths (``LoadedModel.video_processor`` says which):
 
@@ -55,9 +58,11 @@ expanded as the stock processor does (OV: frames x ceil(g/2)^2 + 1; Qwen: t*h*w 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import numbers
 import platform
 import time
 from dataclasses import dataclass, field
@@ -108,24 +113,103 @@ def arange_indices(total: int, num: int) -> list[int]:
 
 
 def qwen_num_frames(info: VideoInfo, cfg: dict, num_frames: int | None, fps: float | None) -> int:
-    """``Qwen2VLVideoProcessor.sample_frames``'s frame count."""
+    """``Qwen2VLVideoProcessor.sample_frames``'s frame count.
+
+    ``num_frames`` (--frames) is rounded to the temporal patch (2) and must stay within the file's
+    frames; without it, ``fps`` (--fps; default the config's, else 2) frames per second of video,
+    clamped to [min_frames, max_frames] and to the file, floored to the temporal patch.
+    """
     temporal = int(cfg.get("temporal_patch_size", 2))
+    total = info.total_frames
+    if total < temporal:
+        raise ValueError(
+            f"{info.path} has {total} frame(s); Qwen2.5-VL samples frames in groups of its "
+            f"temporal patch and needs at least {temporal}"
+        )
     if num_frames is not None:
         count = round(num_frames / temporal) * temporal
-    else:
-        fps = fps or cfg.get("fps") or QWEN_DEFAULT_FPS
-        min_frames = int(cfg.get("min_frames", 4))
-        max_frames = int(cfg.get("max_frames", 768))
-        max_frames = math.floor(min(max_frames, info.total_frames) / temporal) * temporal
-        count = info.total_frames / (info.fps or 24) * fps
-        count = min(max(count, min_frames), max_frames, info.total_frames)
-        count = math.floor(count / temporal) * temporal
-    if count < 1 or count > info.total_frames:
+        if num_frames > total or not 1 <= count <= total:
+            raise ValueError(
+                f"--frames must be in [1, {total}] for {info.path} ({total} frames) and, rounded "
+                f"to a multiple of {temporal} for Qwen2.5-VL, stay in that range; got {num_frames} "
+                f"(rounds to {count})"
+            )
+        return count
+    fps = fps or cfg.get("fps") or QWEN_DEFAULT_FPS
+    min_frames = int(cfg.get("min_frames", 4))
+    max_frames = int(cfg.get("max_frames", 768))
+    max_frames = math.floor(min(max_frames, total) / temporal) * temporal
+    count = total / (info.fps or 24) * fps
+    count = min(max(count, min_frames), max_frames, total)
+    count = math.floor(count / temporal) * temporal
+    if count < 1:
         raise ValueError(
-            f"frames must be in [1, {info.total_frames}] for {info.path.name} (rounded to a "
-            f"multiple of {temporal} for Qwen2.5-VL), got {count}"
+            f"--fps {fps:g} samples no frames of {info.path} ({total} frames); Qwen2.5-VL needs "
+            f"at least {temporal}: raise --fps or pass --frames"
         )
     return count
+
+
+def check_sampling(num_frames: int | None = None, fps: float | None = None) -> None:
+    """ValueError naming --frames or --fps unless ``num_frames`` is None or an integer >= 1 and
+    ``fps`` is None or a finite number > 0."""
+    if num_frames is not None and (
+        isinstance(num_frames, bool)
+        or not isinstance(num_frames, numbers.Integral)
+        or num_frames < 1
+    ):
+        raise ValueError(f"--frames must be an integer >= 1, got {num_frames!r}")
+    if fps is not None and (
+        isinstance(fps, bool)
+        or not isinstance(fps, numbers.Real)
+        or not math.isfinite(fps)
+        or fps <= 0
+    ):
+        raise ValueError(f"--fps must be a finite number > 0 (frames per second), got {fps!r}")
+
+
+def frame_count(
+    family: str,
+    video_config: dict,
+    info: VideoInfo,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    cap_frames: bool = False,
+) -> tuple[int, list[str]]:
+    """(frames to sample from ``info``'s file, notes) for a checkpoint of ``family`` with
+    ``video_config`` (``read_video_config``): ``num_frames`` (--frames), else the family's default
+    (see the module doc). Needs no loaded model, so commands check it before loading one.
+
+    A clip with fewer frames than the default count gives all of them and a note saying so; with
+    fewer than an explicit ``num_frames``, a ValueError naming --frames, the file and its frame
+    count (with ``cap_frames``: all its frames and a note).
+    """
+    check_sampling(num_frames, fps)
+    total, cfg = info.total_frames, video_config
+    if cap_frames and num_frames is not None and num_frames > total:
+        temporal = int(cfg.get("temporal_patch_size", 2)) if family == "qwen2_5_vl" else 1
+        count, _ = frame_count(family, cfg, info, max(total - total % temporal, 1), fps)
+        return count, [
+            f"{info.path} has {total} frames, fewer than the {num_frames} asked for: sampling "
+            f"{count}"
+        ]
+    if family == "qwen2_5_vl":
+        return qwen_num_frames(info, cfg, num_frames, fps), []
+    if num_frames is None:
+        default = DEFAULT_FRAMES[family]
+        if family == "llava_onevision":
+            default = cfg.get("num_frames") or default
+        if default > total:
+            return total, [
+                f"{info.path} has {total} frames, fewer than the default {default}: sampling all "
+                f"{total} (--frames sets the count)"
+            ]
+        return default, []
+    if num_frames > total:
+        raise ValueError(
+            f"--frames must be in [1, {total}] for {info.path} ({total} frames), got {num_frames}"
+        )
+    return num_frames, []
 
 
 # ---------------------------------------------------------------------------- pixels
@@ -221,6 +305,89 @@ def patchify(x: torch.Tensor, patch: int, merge: int, temporal: int):
 # ---------------------------------------------------------------------------- models
 
 
+class CheckpointError(ValueError):
+    """A checkpoint folder with a missing or unreadable file; the one-line message names it."""
+
+
+WEIGHTS_FILE, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
+TORCH_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+# the JSON files transformers (and the testbed processor) read from a checkpoint folder
+JSON_FILES = (
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "chat_template.json",
+    "processor_config.json",
+    *VIDEO_CONFIG_FILES,
+)
+
+
+def read_json(path: Path):
+    """The JSON value in ``path``; CheckpointError naming it when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"invalid JSON in {path}: {one_line(err)}") from err
+
+
+def check_safetensors(path: Path) -> None:
+    """CheckpointError naming ``path`` unless it is a safetensors file whose header reads and
+    whose size is the one its header says (a truncated download fails)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        with safe_open(str(path), "pt"):
+            pass
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"corrupt weights file {path}: {one_line(err)}") from err
+
+
+def check_checkpoint_files(model_dir) -> tuple[str, dict]:
+    """(family, raw config) of a checkpoint folder whose files loading needs are there and read.
+
+    Checks, without loading any weight: config.json (``inspect_model_dir``); the weights,
+    ``model.safetensors`` or ``model.safetensors.index.json`` and every shard it names (each
+    header read, each size as its header says; PyTorch ``.bin`` weights are only looked for); a
+    tokenizer (one of ``TOKENIZER_FILES``); every JSON file of ``JSON_FILES`` present (and the
+    testbed's processor file) parses. Raises CheckpointError (a ValueError) naming the file.
+    """
+    family, raw = inspect_model_dir(model_dir)
+    path = Path(model_dir)
+    if (path / WEIGHTS_FILE).is_file():
+        check_safetensors(path / WEIGHTS_FILE)
+    elif (path / WEIGHTS_INDEX).is_file():
+        index = read_json(path / WEIGHTS_INDEX)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"invalid {path / WEIGHTS_INDEX}: no weight_map")
+        for shard in sorted(set(weight_map.values())):
+            check_safetensors(path / shard)
+    elif not any((path / name).is_file() for name in TORCH_WEIGHTS):
+        raise CheckpointError(
+            f"no model weights in {path}: expected {WEIGHTS_FILE}, {WEIGHTS_INDEX} with its "
+            f"shards, or {TORCH_WEIGHTS[0]}"
+        )
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(
+            f"no tokenizer in {path}: expected one of {', '.join(TOKENIZER_FILES)}"
+        )
+    names = list(JSON_FILES)
+    if family == "testbed":
+        from vidpress.testbed.processor import PROCESSOR_FILE
+
+        names.append(PROCESSOR_FILE)
+    for name in names:
+        if (path / name).is_file():
+            read_json(path / name)
+    return family, raw
+
+
 def inspect_model_dir(model_dir) -> tuple[str, dict]:
     """(family, raw config) of a local checkpoint folder, without loading weights.
 
@@ -232,10 +399,11 @@ def inspect_model_dir(model_dir) -> tuple[str, dict]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"no config.json in {path}: not a transformers checkpoint folder")
-    try:
-        raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"cannot read {config_file}: {err}") from err
+    raw = read_json(config_file)
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"invalid {config_file}: a JSON object expected, got {type(raw).__name__}"
+        )
     model_type = raw.get("model_type")
     if model_type == "llava_onevision":
         from vidpress.testbed.processor import PROCESSOR_FILE
@@ -297,7 +465,7 @@ def read_video_config(path: Path) -> dict:
     """The checkpoint's video processor settings (first file of ``VIDEO_CONFIG_FILES`` found)."""
     for name in VIDEO_CONFIG_FILES:
         if (path / name).is_file():
-            return json.loads((path / name).read_text())
+            return read_json(path / name)
     return {}
 
 
@@ -331,31 +499,48 @@ def _chat_template(path: Path, tokenizer) -> str | None:
     if (path / "chat_template.jinja").is_file():
         return (path / "chat_template.jinja").read_text()
     if (path / "chat_template.json").is_file():
-        return json.loads((path / "chat_template.json").read_text()).get("chat_template")
+        return read_json(path / "chat_template.json").get("chat_template")
     return None
 
 
+@contextlib.contextmanager
+def _loading_errors(what: str, path: Path):
+    """transformers' OSError / ValueError while loading ``what`` becomes a CheckpointError
+    naming the folder."""
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load {what} in {path}: {one_line(err)}") from err
+
+
 def load_model(model_dir, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load a supported local checkpoint (stock transformers classes) in eval mode."""
-    family, raw = inspect_model_dir(model_dir)
+    """Load a supported local checkpoint (stock transformers classes) in eval mode.
+
+    The folder's files are checked first (``check_checkpoint_files``); a file transformers still
+    cannot load is a CheckpointError naming the folder.
+    """
+    family, raw = check_checkpoint_files(model_dir)
     path = Path(model_dir)
     device_ = resolve_device(device)
     dtype_ = resolve_dtype(dtype, device_)
     import transformers
 
     cls = getattr(transformers, MODEL_CLASSES.get(family, MODEL_CLASSES["llava_onevision"]))
-    model = cls.from_pretrained(path, dtype=dtype_).to(device_).eval()
+    with _loading_errors("the model", path):
+        model = cls.from_pretrained(path, dtype=dtype_).to(device_).eval()
     if family == "testbed":
         from vidpress.testbed.processor import TestbedProcessor
 
-        processor = TestbedProcessor.from_pretrained(path)
+        with _loading_errors("the tokenizer", path):
+            processor = TestbedProcessor.from_pretrained(path)
         return LoadedModel(model, family, path, processor.tokenizer, processor)
     processor = None
     try:  # the stock processor needs torchvision for its video part; use it when it loads
         processor = transformers.AutoProcessor.from_pretrained(path)
         tokenizer = processor.tokenizer
     except Exception:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        with _loading_errors("the tokenizer", path):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     template = None if processor is not None else _chat_template(path, tokenizer)
     video_config = read_video_config(path)
     stock = stock_video_processor(family, path, processor)
@@ -374,6 +559,7 @@ class Prepared:
     frame_indices:   frame numbers in the file, one per sampled frame
     grid:            (rows, cols) of LLM tokens per token frame
     visual_tokens:   T' x rows x cols
+    notes:           one-line notes on the sampling (a clip with fewer frames than asked)
     """
 
     inputs: dict
@@ -386,6 +572,7 @@ class Prepared:
     prompt_tokens: int
     decode_seconds: float = 0.0
     preprocess_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def visual_tokens(self) -> int:
@@ -396,6 +583,23 @@ class Prepared:
         return len(self.frame_indices)
 
 
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
+
+
+@contextlib.contextmanager
+def chat_template_errors(loaded: LoadedModel):
+    """A chat template that fails to render becomes a one-line ValueError naming its file (the
+    first of ``CHAT_TEMPLATE_FILES`` in the checkpoint folder, else the folder)."""
+    import jinja2
+
+    try:
+        yield
+    except jinja2.TemplateError as err:
+        files = [loaded.path / name for name in CHAT_TEMPLATE_FILES]
+        source = next((f for f in files if f.is_file()), loaded.path)
+        raise ValueError(f"cannot render the chat template in {source}: {one_line(err)}") from err
+
+
 def render_prompt(loaded: LoadedModel, question: str, video_token: str) -> str:
     """The chat-formatted prompt text with one ``video_token``, ready for expansion."""
     messages = [
@@ -404,9 +608,10 @@ def render_prompt(loaded: LoadedModel, question: str, video_token: str) -> str:
     renderer = loaded.processor if loaded.processor is not None else loaded.tokenizer
     kwargs = {"chat_template": loaded.chat_template} if loaded.chat_template else {}
     if loaded.processor is not None or getattr(loaded.tokenizer, "chat_template", None) or kwargs:
-        text = renderer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, **kwargs
-        )
+        with chat_template_errors(loaded):
+            text = renderer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False, **kwargs
+            )
     else:
         text = f"{video_token}\n{question}\n"
     if text.count(video_token) != 1:
@@ -437,23 +642,29 @@ def prepare(
     num_frames: int | None = None,
     fps: float | None = None,
     max_pixels: int | None = None,
+    cap_frames: bool = False,
 ) -> Prepared:
     """Decode ``video``, sample and preprocess its frames, build the prompt; inputs on the device.
 
     num_frames: frames to sample (default: the family's, see the module doc); fps: Qwen2.5-VL's
     frames per second when ``num_frames`` is None; max_pixels: Qwen2.5-VL's per-frame pixel cap
-    (default: the checkpoint's).
+    (default: the checkpoint's). A clip shorter than ``num_frames`` is a ValueError, or with
+    ``cap_frames`` gives all its frames; shorter than the default count, it gives all its frames;
+    both with a note in ``Prepared.notes`` (:func:`frame_count`).
     """
-    if num_frames is not None and (isinstance(num_frames, bool) or num_frames < 1):
-        raise ValueError(f"frames must be an integer >= 1, got {num_frames!r}")
+    check_sampling(num_frames, fps)
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question must be a non-empty text")
     start = time.perf_counter()
     info = probe_video(video)
+    count, notes = frame_count(
+        loaded.family, loaded.video_config, info, num_frames, fps, cap_frames
+    )
     builder = {"testbed": _prepare_testbed, "llava_onevision": _prepare_ov}.get(
         loaded.family, _prepare_qwen
     )
-    prepared = builder(loaded, info, question, num_frames, fps, max_pixels)
+    prepared = builder(loaded, info, question, count, max_pixels)
+    prepared.notes = notes
     dtype, device = loaded.dtype, loaded.device
     prepared.inputs = {
         k: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
@@ -465,15 +676,15 @@ def prepare(
     return prepared
 
 
-def _prepare_testbed(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
+def _prepare_testbed(loaded, info, question, count, max_pixels) -> Prepared:
     from vidpress.testbed.video import decode_clip
 
     spec = loaded.processor.spec
-    count = num_frames or DEFAULT_FRAMES["testbed"]
     t0 = time.perf_counter()
     clip = decode_clip(info.path, size=spec.frames_px, max_frames=count)
     decode_seconds = time.perf_counter() - t0
-    inputs = loaded.processor(clip.frames, question)
+    with chat_template_errors(loaded):
+        inputs = loaded.processor(clip.frames, question)
     side = math.ceil(spec.grid / 2)
     return Prepared(
         inputs=inputs,
@@ -488,10 +699,8 @@ def _prepare_testbed(loaded, info, question, num_frames, fps, max_pixels) -> Pre
     )
 
 
-def _prepare_ov(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
+def _prepare_ov(loaded, info, question, count, max_pixels) -> Prepared:
     cfg, config = loaded.video_config, loaded.model.config
-    count = num_frames or cfg.get("num_frames") or DEFAULT_FRAMES["llava_onevision"]
-    count = min(count, info.total_frames)
     if cfg.get("do_sample_frames"):
         indices = arange_indices(info.total_frames, count)
     else:
@@ -580,11 +789,10 @@ def _qwen_pixels(loaded, frames: torch.Tensor, max_pixels: int | None):
     return flat, (t, h, w), resized
 
 
-def _prepare_qwen(loaded, info, question, num_frames, fps, max_pixels) -> Prepared:
+def _prepare_qwen(loaded, info, question, count, max_pixels) -> Prepared:
     cfg, config = loaded.video_config, loaded.model.config
     merge = int(cfg.get("merge_size", 2))
     temporal = int(cfg.get("temporal_patch_size", 2))
-    count = qwen_num_frames(info, cfg, num_frames, fps)
     indices = arange_indices(info.total_frames, count)
     t0 = time.perf_counter()
     frames = read_frames(info.path, indices)
@@ -877,6 +1085,7 @@ def run_record(loaded, prepared, press, answer, flops_: dict) -> dict:
             "visual_tokens": prepared.visual_tokens,
         },
         "question": prepared.question,
+        "notes": prepared.notes,
         "press": press_record(press),
         "answer": answer.text,
         "new_tokens": answer.new_tokens,
@@ -897,18 +1106,29 @@ def run_record(loaded, prepared, press, answer, flops_: dict) -> dict:
     }
 
 
+def print_notes(notes: list[str], stream=None) -> None:
+    """Each note on one line of ``stream`` (default stderr): ``vidpress: note: ...``."""
+    import sys
+
+    for note in notes:
+        print(f"vidpress: note: {note}", file=stream or sys.stderr, flush=True)
+
+
 def run_command(args) -> int:
     """``vidpress run``."""
     import sys
 
-    press = press_from_args(args)  # bad press arguments fail before anything is loaded
-    inspect_model_dir(args.model)
-    probe_video(args.video)
+    press = press_from_args(args)  # bad arguments fail before anything is loaded
+    check_sampling(args.frames, args.fps)
+    family, _ = inspect_model_dir(args.model)
+    video_config = read_video_config(Path(args.model))
+    frame_count(family, video_config, probe_video(args.video), args.frames, args.fps)
     progress = None if args.json or not sys.stderr.isatty() else sys.stderr
     if progress:
         print(f"loading {args.model} ...", file=progress, flush=True)
     loaded = load_model(args.model, args.device, args.dtype)
     prepared = prepare(loaded, args.video, args.question, num_frames=args.frames, fps=args.fps)
+    print_notes(prepared.notes)
 
     def on_token(count: int) -> None:
         print(f"\rgenerating: {count}/{args.max_new_tokens} tokens", end="", file=progress)

@@ -187,6 +187,12 @@ def presses_for(main_press, main_name: str, compare: list[str], retention: float
     return presses
 
 
+def check_viz_press(press) -> None:
+    """ValueError unless ``press`` has a stage before the LLM (what viz draws)."""
+    if press is None or press.stage1 is None:
+        raise ValueError("viz needs a press with a stage before the LLM (not none or fastv)")
+
+
 def visualize(
     loaded,
     video,
@@ -205,8 +211,7 @@ def visualize(
     from vidpress.inference import prepare
     from vidpress.provenance import press_record
 
-    if press is None or press.stage1 is None:
-        raise ValueError("viz needs a press with a stage before the LLM (not none or fastv)")
+    check_viz_press(press)
     if prepared is None:
         prepared = prepare(loaded, video, VIZ_QUESTION, num_frames=num_frames, fps=fps)
     name = press_record(press)["name"]
@@ -232,18 +237,33 @@ def visualize(
 
 def viz_command(args) -> int:
     """``vidpress viz``."""
-    from vidpress.inference import inspect_model_dir, load_model, press_from_args, probe_video
+    from vidpress.inference import (
+        check_sampling,
+        frame_count,
+        inspect_model_dir,
+        load_model,
+        prepare,
+        press_from_args,
+        print_notes,
+        probe_video,
+        read_video_config,
+    )
 
     press = press_from_args(args)
+    check_viz_press(press)
     compare = [c.strip() for c in args.compare.split(",") if c.strip()]
     for name in compare:  # fail on a bad name before loading anything
-        presses_for(press, "main", [name], args.retention) if press is not None else None
-    inspect_model_dir(args.model)
-    for video in args.video:
-        probe_video(video)
+        presses_for(press, "main", [name], args.retention)
+    check_sampling(args.frames, args.fps)
+    family, _ = inspect_model_dir(args.model)
+    video_config = read_video_config(Path(args.model))
+    for video in args.video:  # a bad file or frame count fails before the model loads
+        frame_count(family, video_config, probe_video(video), args.frames, args.fps)
     loaded = load_model(args.model, args.device, args.dtype)
     out_dir = Path(args.out)
     for video in args.video:
+        prepared = prepare(loaded, video, VIZ_QUESTION, num_frames=args.frames, fps=args.fps)
+        print_notes(prepared.notes)
         path = visualize(
             loaded,
             video,
@@ -251,8 +271,7 @@ def viz_command(args) -> int:
             out=out_dir / f"{Path(video).stem}_viz.png",
             compare=compare,
             retention=args.retention,
-            num_frames=args.frames,
-            fps=args.fps,
+            prepared=prepared,
         )
         print(path)
     return 0

@@ -11,6 +11,19 @@ from vidpress.evaluation.report import file_sha256, run_header, write_results
 from vidpress.provenance import provenance
 
 
+def check_testbed_dir(model_dir) -> None:
+    """ValueError naming ``model_dir`` (--model) unless it is a testbed folder whose files load
+    (``inference.check_checkpoint_files``)."""
+    from vidpress.inference import check_checkpoint_files
+
+    family, _ = check_checkpoint_files(model_dir)
+    if family != "testbed":
+        raise ValueError(
+            f"--model must be a testbed folder (written by vidpress testbed build), {model_dir} "
+            f"holds a {family} checkpoint"
+        )
+
+
 def evaluate_synthvqa(
     configs: list[PressConfig],
     *,
@@ -43,6 +56,8 @@ def evaluate_synthvqa(
     from vidpress.testbed.build import INFO_FILE, build_testbed, committed_weights_path
 
     suite = suite or SuiteSpec()
+    if model_dir is not None:
+        check_testbed_dir(model_dir)
     if model_dir is None and weights == "committed" and not committed_weights_path().is_file():
         raise ValueError(
             f"no committed testbed weights at {committed_weights_path()} yet; pass --weights "

@@ -190,16 +190,21 @@ class _VidpressLMM(_lmms_base()):
         return str(videos[0])
 
     def _prepare(self, video: str, context: str):
-        from vidpress.inference import prepare
+        """The request's inputs; a video with fewer frames than ``num_frames`` gives all of them
+        (a benchmark's short clips do not stop the run), with a note on stderr."""
+        from vidpress.inference import prepare, print_notes
 
-        return prepare(
+        prepared = prepare(
             self.loaded,
             video,
             context,
             num_frames=self.num_frames,
             fps=self.fps,
             max_pixels=self.max_pixels,
+            cap_frames=True,
         )
+        print_notes(prepared.notes)
+        return prepared
 
     def _forward(self, inputs: dict) -> tuple[torch.Tensor, int]:
         """Logits [1, L', V] of one prefill with the press attached, and the number of tokens

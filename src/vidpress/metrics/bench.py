@@ -1101,13 +1101,34 @@ def _command_line(args) -> str:
     return " ".join(parts)
 
 
+REPORT_KEYS = ("model", "config", "device", "rows")
+
+
+def read_report(path) -> dict:
+    """A report saved by ``vidpress bench --out``; ValueError naming --from-json and the file
+    when it is missing, not JSON or not such a report."""
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except FileNotFoundError as err:
+        raise ValueError(f"--from-json: report file not found: {path}") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--from-json: invalid JSON in {path}: {err}") from err
+    missing = [k for k in REPORT_KEYS if k not in report] if isinstance(report, dict) else None
+    if missing is None or missing:
+        raise ValueError(
+            f"--from-json: {path} is not a vidpress bench report (a JSON object with "
+            f"{', '.join(REPORT_KEYS)})"
+        )
+    return report
+
+
 def run_bench_command(args) -> int:
     """The handler of ``vidpress bench``."""
     import sys
 
     if args.from_json:
-        with open(args.from_json) as f:
-            report = json.load(f)
+        report = read_report(args.from_json)
         report["bars"] = evaluate_bars(report) + speed_bars(_find(report, TARGET, "2%/1%"))
         prefix = args.out or args.from_json.removesuffix(".json")
         for path in write_outputs(report, prefix, png=not args.no_plot):

@@ -209,7 +209,13 @@ def _load_config(path_or_config: Any) -> tuple[Any, str]:
                 path = path / "config.json"
             if not path.is_file():
                 raise ValueError(f"model config path {str(path)!r} is not a config.json file")
-            raw, name = json.loads(path.read_text()), str(path.parent)
+            try:
+                raw = json.loads(path.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"invalid JSON in {path}: {err}") from err
+            if not isinstance(raw, dict):
+                raise ValueError(f"invalid {path}: a JSON object expected")
+            name = str(path.parent)
         model_type = raw.pop("model_type", None)
         _check_model_type(model_type)
         config = AutoConfig.for_model(model_type, **raw)
