@@ -20,7 +20,6 @@ from vidpress import functional as F
 from vidpress.adapters.base import VideoInput
 from vidpress.engine.run import Run
 
-IMPORTANCE_KINDS = ("text_aware", "last_token")
 MERGE_CHOICES = F.MERGE_MODES
 POSITION_MODES = ("contiguous", "original")
 
