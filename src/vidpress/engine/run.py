@@ -52,7 +52,7 @@ class Run:
                 f"inner_layer must be in [1, {layers - 1}] for this model ({layers} decoder "
                 f"layers), got {self._inner.layer}"
             )
-        self._original_positions = getattr(press, "position_ids", "contiguous") == "original"
+        self._original_positions = press.position_ids == "original"
         self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._call: Call | None = None
         self._handles: list = []

@@ -81,6 +81,10 @@ class BasePress:
     stage1: ClassVar[Callable[..., F.CompressedTokens] | None] = None
     needs: ClassVar[frozenset[str]] = frozenset()
     title: ClassVar[str] = ""
+    # Defaults for presses without these fields: kept tokens at contiguous positions, and the
+    # inner stage (if any) always on.
+    position_ids = "contiguous"
+    inner_merging = True
 
     def __call__(self, model: nn.Module) -> Run:
         """Attach to ``model`` (one instance) for the duration of a ``with`` block."""
@@ -149,7 +153,7 @@ class BasePress:
     @property
     def label(self) -> str:
         """The method's name in tables, "w/o merging" when its optional inner stage is off."""
-        return self.title if getattr(self, "inner_merging", True) else f"{self.title} w/o merging"
+        return self.title if self.inner_merging else f"{self.title} w/o merging"
 
     def stage1_flops(self, frames: int, tokens_per_frame: int, budget: int, hidden: int) -> int:
         """Estimated FLOPs of stage 1's dominant matmuls on ``frames x tokens_per_frame`` tokens
