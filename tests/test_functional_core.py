@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vidpress import functional as F
+from vidpress.functional.budgets import send_plan
+from vidpress.functional.similarity import true_indices
 
 
 def naive_gate(x: torch.Tensor, tau: float, capacity: int) -> list[int]:
@@ -263,3 +265,15 @@ def test_two_step_nearest_selection_equals_topk(count):
     expected = torch.topk(d2, count, dim=1, largest=False, sorted=True).values
     assert torch.equal(values, expected)
     assert torch.equal(d2.gather(1, index), values)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=300))
+def test_true_indices_match_nonzero(entries):
+    mask = torch.tensor(entries)
+    found = true_indices(mask, int(mask.sum()))
+    assert torch.equal(found, torch.nonzero(mask).squeeze(1))
+
+
+def test_a_plan_reaches_the_device_as_one_stacked_tensor():
+    rows = [torch.tensor([3, 1, 2]), torch.tensor([0, 5, 7])]
+    assert torch.equal(send_plan(rows, torch.device("cpu")), torch.stack(rows))

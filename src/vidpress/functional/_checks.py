@@ -18,8 +18,11 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_tensor(name: str, x: torch.Tensor, ndim: int, shape_doc: str) -> None:
-    """Raise ValueError unless ``x`` is a non-empty, finite floating tensor with ``ndim`` dims."""
+def check_tensor(
+    name: str, x: torch.Tensor, ndim: int, shape_doc: str, *, finite: bool = True
+) -> None:
+    """Raise ValueError unless ``x`` is a non-empty floating tensor with ``ndim`` dims, and
+    finite (``check_finite``) unless ``finite=False``."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(
             f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(x).__name__}"
@@ -30,24 +33,38 @@ def check_tensor(name: str, x: torch.Tensor, ndim: int, shape_doc: str) -> None:
         raise ValueError(f"{name} must be non-empty, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    # One reduction: the largest magnitude is NaN or inf exactly when an entry is.
-    if not bool(torch.isfinite(torch.linalg.vector_norm(x, ord=math.inf))):
-        raise ValueError(f"{name} contains NaN or inf; accepted: finite values only")
+    if finite:
+        check_finite({name: x})
+
+
+def check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """Raise ValueError naming the first of ``tensors`` (one device) that holds NaN or inf.
+
+    One reduction per tensor (its largest magnitude is NaN or inf exactly when an entry is)
+    and one wait for the device, however many tensors are checked.
+    """
+    largest = [torch.linalg.vector_norm(x, ord=math.inf) for x in tensors.values()]
+    finite = torch.isfinite(torch.stack([v.float() for v in largest])).tolist()
+    for name, ok in zip(tensors, finite, strict=True):
+        if not ok:
+            raise ValueError(f"{name} contains NaN or inf; accepted: finite values only")
 
 
 def check_video_inputs(tokens: torch.Tensor, scores: torch.Tensor) -> None:
-    """Validate ``tokens: [T, N, D]`` and ``scores: [T, N]``: one device, the same (T, N)."""
-    check_tensor("tokens", tokens, 3, "[T, N, D]")
+    """Validate ``tokens: [T, N, D]`` and ``scores: [T, N]``: one device, the same (T, N),
+    finite."""
+    check_tensor("tokens", tokens, 3, "[T, N, D]", finite=False)
     if isinstance(scores, torch.Tensor) and scores.device != tokens.device:
         raise ValueError(
             f"scores must be on the tokens' device {tokens.device}, got {scores.device}"
         )
-    check_tensor("scores", scores, 2, "[T, N]")
+    check_tensor("scores", scores, 2, "[T, N]", finite=False)
     if tuple(scores.shape) != tuple(tokens.shape[:2]):
         raise ValueError(
             f"scores must have shape [T, N] = {tuple(tokens.shape[:2])} to match tokens "
             f"{tuple(tokens.shape)}, got {tuple(scores.shape)}"
         )
+    check_finite({"tokens": tokens, "scores": scores})
 
 
 def check_ratio(name: str, value: float, *, zero_ok: bool = False) -> float:

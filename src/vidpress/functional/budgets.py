@@ -49,29 +49,49 @@ def split_budget(budget: int, ratio: float) -> tuple[int, int]:
 
 
 def spread_evenly(budget: int, bins: int, capacity: int | torch.Tensor) -> torch.Tensor:
-    """Split ``budget`` over ``bins`` (e.g. frames) as evenly as possible: [bins] long.
+    """Split ``budget`` over ``bins`` (e.g. frames) as evenly as possible: [bins] long (CPU).
 
     Each bin holds at most ``capacity`` (an int, or a [bins] tensor of per-bin capacities).
     Every bin gets floor(budget / bins); the remainder goes one token each to the first bins
     with room; what a full bin cannot hold moves on to the next bins with room. The counts sum
     to ``budget`` exactly (``budget`` must not exceed the total capacity).
     """
-    cap = torch.as_tensor(capacity, dtype=torch.long).expand(bins).clone()
-    if budget > int(cap.sum()):
-        raise ValueError(f"budget {budget} exceeds the total capacity {int(cap.sum())}")
-    counts = torch.zeros(bins, dtype=torch.long)
+    capacities = torch.as_tensor(capacity, dtype=torch.long).expand(bins).tolist()
+    return torch.tensor(spread_counts(budget, capacities), dtype=torch.long)
+
+
+def spread_counts(budget: int, capacities: list[int]) -> list[int]:
+    """``spread_evenly`` on Python integers: the counts of the bins of ``capacities``.
+
+    Plain Python, since the bins are few (frames, anchor frames): planning a video's budget
+    then costs microseconds of host time instead of a few tensor operations per bin.
+    """
+    if budget > sum(capacities):
+        raise ValueError(f"budget {budget} exceeds the total capacity {sum(capacities)}")
+    counts = [0] * len(capacities)
     left = budget
     while left > 0:
-        room = cap - counts
-        open_bins = torch.nonzero(room > 0).squeeze(1)
-        share = left // open_bins.numel()
+        open_bins = [i for i, cap in enumerate(capacities) if cap > counts[i]]
+        share = left // len(open_bins)
         if share == 0:
-            counts[open_bins[:left]] += 1
+            for i in open_bins[:left]:
+                counts[i] += 1
             break
-        add = torch.minimum(room[open_bins], torch.tensor(share))
-        counts[open_bins] += add
-        left -= int(add.sum())
+        for i in open_bins:
+            add = min(capacities[i] - counts[i], share)
+            counts[i] += add
+            left -= add
     return counts
+
+
+def send_plan(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """CPU ``[T]`` long tensors planned on the host (per-frame counts), stacked into
+    ``[len(rows), T]`` on ``device`` in one asynchronous copy (through pinned memory on CUDA, so
+    the host does not wait for the GPU)."""
+    packed = torch.stack(rows)
+    if torch.device(device).type == "cuda":
+        return packed.pin_memory().to(device, non_blocking=True)
+    return packed.to(device)
 
 
 def apportion(budget: int, sizes: torch.Tensor) -> torch.Tensor:

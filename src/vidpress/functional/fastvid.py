@@ -41,15 +41,17 @@ Where this implementation knowingly differs from the official code:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vidpress.functional._checks import check_int, check_ratio, check_tensor
-from vidpress.functional.budgets import spread_evenly
+from vidpress.functional.budgets import send_plan, spread_counts, spread_evenly
 from vidpress.functional.dpc_knn import dpc_knn_scores_batched, log_gamma
 from vidpress.functional.merging import blend_into_targets
 from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.segmentation import adjacent_similarity, dyseg_cuts, segment_ids
-from vidpress.functional.similarity import descending_rank, row_chunks, unit
+from vidpress.functional.similarity import descending_rank, row_chunks, true_indices, unit
 
 
 def anchor_frames(segment: torch.Tensor, period: int) -> torch.Tensor:
@@ -79,18 +81,25 @@ def place_slots(
 
     A segment's slots (the sum of its frames' ``context``) are spread evenly over its anchor
     frames, each holding at most its n - salient non-salient tokens; what does not fit becomes
-    extra salient slots of the segment's other frames.
+    extra salient slots of the segment's other frames. Planned on Python integers (T is small).
     """
-    slots, salient = torch.zeros_like(context), salient.clone()
-    for s in range(int(segment[-1]) + 1):
-        frames = torch.nonzero(segment == s).squeeze(1)
-        anchors, others = frames[anchor[frames]], frames[~anchor[frames]]
-        total, room = int(context[frames].sum()), n - salient[anchors]
-        fit = min(total, int(room.sum()))
-        slots[anchors] = spread_evenly(fit, anchors.numel(), room)
+    segment_of, is_anchor = segment.tolist(), anchor.tolist()
+    context_of, salient_of = context.tolist(), salient.tolist()
+    slots = [0] * len(segment_of)
+    for s in range(segment_of[-1] + 1):
+        frames = [t for t, seg in enumerate(segment_of) if seg == s]
+        anchors = [t for t in frames if is_anchor[t]]
+        others = [t for t in frames if not is_anchor[t]]
+        total = sum(context_of[t] for t in frames)
+        room = [n - salient_of[t] for t in anchors]
+        fit = min(total, sum(room))
+        for t, count in zip(anchors, spread_counts(fit, room), strict=True):
+            slots[t] = count
         if total > fit:
-            salient[others] += spread_evenly(total - fit, others.numel(), n - salient[others])
-    return slots, salient
+            extra = spread_counts(total - fit, [n - salient_of[t] for t in others])
+            for t, count in zip(others, extra, strict=True):
+                salient_of[t] += count
+    return torch.tensor(slots, dtype=torch.long), torch.tensor(salient_of, dtype=torch.long)
 
 
 def fastvid_compress(
@@ -132,17 +141,20 @@ def fastvid_compress(
     device = tokens.device
 
     cuts = dyseg_cuts(adjacent_similarity(frame_features), segments, tau)
-    segment = segment_ids(cuts).cpu()  # [T]
+    segment = segment_ids(cuts).cpu()  # [T]; the one host sync: the frame plan is made there
     anchor = anchor_frames(segment, anchor_period)
     per_frame = spread_evenly(budget, frames, n)
     context = torch.floor(per_frame.double() * context_ratio).long()  # as int(n * d)
     slots, salient = place_slots(segment, anchor, context, per_frame - context, n)
-    is_salient = descending_rank(scores) < salient.to(device)[:, None]  # ATS, [T, N]
+    anchor_index, first_target = anchor_positions(segment, anchor, slots)
+    plan = send_plan([salient, slots, segment, anchor_index, first_target], device)
+    is_salient = descending_rank(scores) < plan[0][:, None]  # ATS, [T, N]
 
     flat = tokens.reshape(-1, dim)
-    kept = torch.nonzero(is_salient.flatten()).squeeze(1)
+    salient_count = int(salient.sum())
+    kept = true_indices(is_salient.flatten(), salient_count)
     assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
-    assignment[kept] = torch.arange(kept.numel(), device=device)
+    assignment[kept] = torch.arange(salient_count, device=device)
     if int(slots.sum()) == 0:
         return finalize(flat[kept], kept, assignment, grid)
 
@@ -150,36 +162,60 @@ def fastvid_compress(
     # log(rho x delta); delta = 0 (-inf) becomes the lowest finite value, above the salient
     gamma = log_gamma(log_rho, delta).clamp_(min=torch.finfo(torch.float32).min)
     density = torch.where(is_salient, -torch.inf, gamma)
-    is_target = descending_rank(density) < slots.to(device)[:, None]
-    targets = torch.nonzero(is_target.flatten()).squeeze(1)  # grouped by frame
-    merged, best = dtm(flat, n, targets, ~is_salient, segment, anchor, slots, beta)
-    has_target = best >= 0
-    assignment[has_target] = kept.numel() + best[has_target]
-    assignment[targets] = kept.numel() + torch.arange(targets.numel(), device=device)
+    is_target = descending_rank(density) < plan[1][:, None]
+    targets = true_indices(is_target.flatten(), int(slots.sum()))  # grouped by frame
+    layout = AnchorLayout(
+        segment=plan[2],
+        index=plan[3],
+        first_target=plan[4],
+        shape=(int(segment[-1]) + 1, int(anchor_index.max()) + 1, int(slots.max())),
+    )
+    merged, best = dtm(flat, n, targets, ~is_salient, frames * n - salient_count, layout, beta)
+    assignment = torch.where(best >= 0, salient_count + best, assignment)
+    assignment[targets] = salient_count + torch.arange(targets.numel(), device=device)
     return finalize(torch.cat([flat[kept], merged]), torch.cat([kept, targets]), assignment, grid)
 
 
+def anchor_positions(
+    segment: torch.Tensor, anchor: torch.Tensor, slots: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame (CPU, [T] long): the index of its anchor frame within its segment (anchors in
+    time order; a non-anchor frame gets the index of the next anchor, unused), and the id of its
+    first target when the targets are numbered frame by frame."""
+    anchors, frames = anchor.long(), torch.bincount(segment)  # frames per segment
+    before = torch.cumsum(anchors, 0) - anchors  # anchor frames before each frame
+    start = torch.cumsum(frames, 0) - frames  # first frame of each segment
+    return before - before[start[segment]], torch.cumsum(slots, 0) - slots
+
+
+@dataclass(frozen=True)
+class AnchorLayout:
+    """Where the targets of each anchor frame sit, on the tokens' device.
+
+    segment, index, first_target: [T] long, per frame (``anchor_positions``);
+    shape: (segments, most anchor frames in a segment, most targets of a frame).
+    """
+
+    segment: torch.Tensor
+    index: torch.Tensor
+    first_target: torch.Tensor
+    shape: tuple[int, int, int]
+
+
 def anchor_table(
-    segment: torch.Tensor, anchor: torch.Tensor, slots: torch.Tensor, targets: torch.Tensor, n: int
+    layout: AnchorLayout, targets: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where each target sits: (table [S, A, K], anchor index of each target [G]).
 
     table[s, a, k] is the id (into ``targets``) of the k-th target of the a-th anchor frame of
-    segment s (anchors in time order), -1 where there is none. segment, anchor, slots: [T]
-    (CPU); targets: [G] flat indices, grouped by frame.
+    segment s (anchors in time order), -1 where there is none. targets: [G] flat indices,
+    grouped by frame.
     """
-    device = targets.device
-    anchors, frames = anchor.long(), torch.bincount(segment)  # frames per segment
-    count = torch.zeros_like(frames).index_add_(0, segment, anchors)  # anchors per segment
-    before = torch.cumsum(anchors, 0) - anchors  # anchor frames before each frame
-    start = torch.cumsum(frames, 0) - frames  # first frame of each segment
-    index = (before - before[start[segment]]).to(device)  # index of an anchor in its segment
-    first = (torch.cumsum(slots, 0) - slots).to(device)  # id of each frame's first target
     frame = targets // n
-    ids = torch.arange(targets.numel(), device=device)
-    table = torch.full((count.numel(), int(count.max()), int(slots.max())), -1, device=device)
-    table[segment.to(device)[frame], index[frame], ids - first[frame]] = ids
-    return table, index[frame]
+    ids = torch.arange(targets.numel(), device=targets.device)
+    table = torch.full(layout.shape, -1, device=targets.device)
+    table[layout.segment[frame], layout.index[frame], ids - layout.first_target[frame]] = ids
+    return table, layout.index[frame]
 
 
 def dtm(
@@ -187,23 +223,22 @@ def dtm(
     n: int,
     targets: torch.Tensor,
     mergeable: torch.Tensor,
-    segment: torch.Tensor,
-    anchor: torch.Tensor,
-    slots: torch.Tensor,
+    mergeable_count: int,
+    layout: AnchorLayout,
     beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Density-based temporal merging of all segments at once.
 
     flat: [T*N, D]; targets: [G] flat indices, grouped by frame; mergeable: [T, N] the
-    non-salient tokens; segment, anchor, slots: [T] (CPU). For every anchor frame of its
-    segment, each mergeable token joins that frame's most cosine-similar target (a target joins
-    itself). Returns the blended targets [G, D] and, for every input token, the one target it
-    is most similar to among those it joined ([T*N], -1: none; ties: the earlier anchor).
+    ``mergeable_count`` non-salient tokens. For every anchor frame of its segment, each
+    mergeable token joins that frame's most cosine-similar target (a target joins itself).
+    Returns the blended targets [G, D] and, for every input token, the one target it is most
+    similar to among those it joined ([T*N], -1: none; ties: the earlier anchor).
     """
     device = flat.device
-    table, target_anchor = anchor_table(segment, anchor, slots, targets, n)  # [S, A, K], [G]
-    members = torch.nonzero(mergeable.flatten()).squeeze(1)  # [M]
-    member_segment = segment.to(device)[members // n]
+    table, target_anchor = anchor_table(layout, targets, n)  # [S, A, K], [G]
+    members = true_indices(mergeable.flatten(), mergeable_count)  # [M]
+    member_segment = layout.segment[members // n]
     label = torch.empty(members.numel(), table.shape[1], dtype=torch.long, device=device)
     similarity = torch.empty(label.shape, device=device)
     target_unit = unit(flat[targets])  # [G, D]
@@ -218,12 +253,13 @@ def dtm(
     own = torch.searchsorted(members, targets)
     label[own, target_anchor] = torch.arange(targets.numel(), device=device)
 
-    member_tokens, merged = flat[members], flat[targets].clone()
+    member_tokens, target_tokens = flat[members], flat[targets]
+    merged = target_tokens
     for a in range(table.shape[1]):  # the a-th anchor frame of every segment at once
-        joined = label[:, a]
-        weight = dtm_weight(torch.bincount(joined[joined >= 0], minlength=targets.numel()), beta)
-        blended = blend_into_targets(flat[targets], member_tokens, joined, weight)
-        merged[target_anchor == a] = blended[target_anchor == a]
+        blended = blend_into_targets(
+            target_tokens, member_tokens, label[:, a], lambda count: dtm_weight(count, beta)
+        )
+        merged = torch.where((target_anchor == a)[:, None], blended, merged)
     best = torch.full((flat.shape[0],), -1, dtype=torch.long, device=device)
     best[members] = label.gather(1, torch.argmax(similarity, dim=1, keepdim=True)).squeeze(1)
     return merged, best

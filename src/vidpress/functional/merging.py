@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from vidpress.functional.similarity import row_chunks
@@ -25,30 +27,41 @@ def group_mean(
     Returns (means [groups, D] in x's dtype, total weight per group [groups]). An empty group's
     mean is 0.
     """
-    if weights is None:
-        weights = torch.ones(x.shape[0], dtype=torch.float32, device=x.device)
     member = labels >= 0
-    lab = labels.clamp(min=0)  # rows of no group add weight 0 to group 0
-    w = torch.where(member, weights.float(), 0.0)
-    sums = torch.zeros(groups, x.shape[1], dtype=torch.float32, device=x.device)
-    for rows in row_chunks(x.shape[0], x.shape[1], x.device):
-        sums.index_add_(0, lab[rows], x[rows].float() * w[rows, None])
-    total = torch.zeros(groups, dtype=torch.float32, device=x.device).index_add_(0, lab, w)
+    sums = torch.zeros(groups + 1, x.shape[1], dtype=torch.float32, device=x.device)
+    if weights is None:  # rows of no group go to the spare last row, dropped below
+        lab, w = torch.where(member, labels, groups), member.float()
+        for rows in row_chunks(x.shape[0], x.shape[1], x.device):
+            sums.index_add_(0, lab[rows], x[rows].float())
+    else:  # rows of no group add weight 0 to group 0
+        lab, w = labels.clamp(min=0), torch.where(member, weights.float(), 0.0)
+        for rows in row_chunks(x.shape[0], x.shape[1], x.device):
+            sums.index_add_(0, lab[rows], x[rows].float() * w[rows, None])
+    total = torch.zeros(groups + 1, dtype=torch.float32, device=x.device).index_add_(0, lab, w)
+    sums, total = sums[:groups], total[:groups]
     means = sums / total.clamp(min=torch.finfo(torch.float32).tiny)[:, None]
     return means.to(x.dtype), total
 
 
 def blend_into_targets(
-    targets: torch.Tensor, members: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor
+    targets: torch.Tensor,
+    members: torch.Tensor,
+    labels: torch.Tensor,
+    weight: float | torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """``w_g * target_g + (1 - w_g) * mean(members of g)`` for each target g with members.
 
-    targets: [G, D]; members: [M, D]; labels: [M] in [0, G) or -1; weight: [G] or a scalar.
-    A target without members is returned unchanged.
+    targets: [G, D]; members: [M, D]; labels: [M] in [0, G) or -1; weight: a number, a [G]
+    tensor, or a function of the member count of each target ([G] float -> [G]). A target
+    without members is returned unchanged.
     """
     means, count = group_mean(members, labels, targets.shape[0])
-    weight = torch.as_tensor(weight, dtype=torch.float32, device=targets.device).expand(count.shape)
-    blended = weight[:, None] * targets.float() + (1 - weight[:, None]) * means.float()
+    if callable(weight):
+        weight = weight(count)
+    weight = torch.as_tensor(weight, dtype=torch.float32)  # a number: a CPU scalar, no copy
+    if weight.dim() == 1:
+        weight = weight[:, None]
+    blended = weight * targets.float() + (1 - weight) * means.float()
     return torch.where((count > 0)[:, None], blended, targets.float()).to(targets.dtype)
 
 

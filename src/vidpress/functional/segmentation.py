@@ -75,15 +75,16 @@ def best_windows(savings: torch.Tensor) -> torch.Tensor:
     best(s-1) + savings[s, i]); as in the official code a window must save strictly more than
     leaving frame i alone, and among equal windows the shortest wins. Windows are in time order.
     """
-    device, savings = savings.device, savings.cpu()  # a sequential loop over frames
-    frames = savings.shape[0]
-    best = torch.zeros(frames + 1, dtype=torch.long)  # best[i + 1]: frames 0..i
+    device, saved = savings.device, savings.tolist()  # a sequential loop, on Python integers
+    frames = len(saved)
+    best = [0] * (frames + 1)  # best[i + 1]: frames 0..i
     start = list(range(frames))
     for i in range(1, frames):
-        value = best[:i] + savings[:i, i]  # window [s, i] for s = 0..i-1
-        s = i - 1 - int(torch.argmax(value.flip(0)))  # the largest s among the maxima
-        if value[s] > best[i]:
-            best[i + 1], start[i] = value[s], s
+        value = [best[s] + saved[s][i] for s in range(i)]  # window [s, i] for s = 0..i-1
+        top = max(value)
+        s = i - 1 - value[::-1].index(top)  # the largest s among the maxima
+        if top > best[i]:
+            best[i + 1], start[i] = top, s
         else:
             best[i + 1] = best[i]
     windows = []

@@ -127,6 +127,13 @@ def descending_rank(values: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(-1, order, places)
 
 
+def true_indices(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """``[count]`` long: the positions of the True entries of the 1-D ``mask``, ascending, for
+    a caller that knows there are ``count`` of them (``torch.nonzero`` would wait for the
+    device to learn the count)."""
+    return torch.nonzero_static(mask, size=count).squeeze(1)
+
+
 def squared_distances(
     a: torch.Tensor,
     b: torch.Tensor,

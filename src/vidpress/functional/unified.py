@@ -19,7 +19,7 @@ from vidpress.functional.budgets import split_budget
 from vidpress.functional.dpc_knn import dpc_knn_cluster
 from vidpress.functional.merging import group_mean
 from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
-from vidpress.functional.similarity import centred, cosine_gate
+from vidpress.functional.similarity import centred, cosine_gate, true_indices
 
 
 def retention_pool(
@@ -95,12 +95,11 @@ def unified_compress(
         cluster_slots += shortfall
     elif shortfall > 0:
         is_selected = torch.zeros(m, dtype=torch.bool, device=x.device)
-        is_selected[selected] = True
+        is_selected.index_fill_(0, selected, True)
         selected = torch.cat([selected, walk[~is_selected[walk]][:shortfall]])
 
-    in_pool = torch.zeros(m, dtype=torch.bool, device=x.device)
-    in_pool[selected] = True
-    recycle = torch.nonzero(~in_pool).squeeze(1)
+    in_pool = torch.zeros(m, dtype=torch.bool, device=x.device).index_fill_(0, selected, True)
+    recycle = true_indices(~in_pool, m - selected.numel())
     assignment = torch.full((m,), -1, dtype=torch.long, device=x.device)
     assignment[selected] = torch.arange(selected.numel(), device=x.device)
     outputs, sources = [x[selected]], [selected]

@@ -29,10 +29,10 @@ from __future__ import annotations
 import torch
 
 from vidpress.functional._checks import check_ratio, check_tensor
-from vidpress.functional.budgets import spread_evenly
+from vidpress.functional.budgets import send_plan, spread_evenly
 from vidpress.functional.merging import group_mean
 from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
-from vidpress.functional.similarity import descending_rank, nearest_per_batch
+from vidpress.functional.similarity import descending_rank, nearest_per_batch, true_indices
 
 
 def contextual_targets(rest: torch.Tensor, contextual: torch.Tensor) -> torch.Tensor:
@@ -49,15 +49,16 @@ def contextual_targets(rest: torch.Tensor, contextual: torch.Tensor) -> torch.Te
 
 
 def nearest_target(
-    keys: torch.Tensor, slot: torch.Tensor, contextual: torch.Tensor
+    keys: torch.Tensor, slot: torch.Tensor, contextual: torch.Tensor, most: int, total: int
 ) -> torch.Tensor:
     """``[T, N]`` long: the slot of each token's most cosine-similar target key in its frame.
 
-    keys: [T, N, Dk]; slot: [T, N] from ``contextual_targets``; contextual: [T] targets per frame.
+    keys: [T, N, Dk]; slot: [T, N] from ``contextual_targets``; contextual: [T] targets per
+    frame, at most ``most`` in a frame and ``total`` in all.
     """
     frames, _, width = keys.shape
-    where = torch.nonzero(slot >= 0)  # [targets, 2] (frame, token)
-    index = torch.zeros(frames, int(contextual.max()), dtype=torch.long, device=keys.device)
+    where = torch.nonzero_static(slot >= 0, size=total)  # [targets, 2] (frame, token)
+    index = torch.zeros(frames, most, dtype=torch.long, device=keys.device)
     index[where[:, 0], slot[where[:, 0], where[:, 1]]] = where[:, 1]
     valid = torch.arange(index.shape[1], device=keys.device) < contextual[:, None]
     target_keys = torch.gather(keys, 1, index[:, :, None].expand(-1, -1, width))
@@ -83,31 +84,33 @@ def visionzip_compress(
     dominant_ratio = check_ratio("dominant_ratio", dominant_ratio, zero_ok=True)
     if keys is None:
         keys = tokens
-    check_tensor("keys", keys, 3, "[T, N, Dk]")
+    check_tensor("keys", keys, 3, "[T, N, Dk]", finite=keys is not tokens)
     if tuple(keys.shape[:2]) != (frames, n):
         raise ValueError(
             f"keys must have shape [T, N, Dk] with (T, N) = {(frames, n)}, got {tuple(keys.shape)}"
         )
     device = tokens.device
 
-    per_frame = spread_evenly(budget, frames, n).to(device)  # [T]
-    dominant = torch.floor(per_frame.double() * dominant_ratio).long()  # as int(n * 54/64)
-    contextual = per_frame - dominant
+    per_frame = spread_evenly(budget, frames, n)  # [T], planned on the host
+    dominant_cpu = torch.floor(per_frame.double() * dominant_ratio).long()  # as int(n * 54/64)
+    contextual_cpu = per_frame - dominant_cpu
+    first, targets = int(dominant_cpu.sum()), int(contextual_cpu.sum())
+    merging = int(((n - per_frame) * (contextual_cpu > 0)).sum())
+    dominant, contextual = send_plan([dominant_cpu, contextual_cpu], device)
     is_dominant = descending_rank(scores) < dominant[:, None]  # [T, N]
     slot = contextual_targets(~is_dominant, contextual)  # [T, N]
 
     # outputs: the dominant tokens, then the contextual ones, each in flat (frame, token) order
-    flat_dominant = torch.nonzero(is_dominant.flatten()).squeeze(1)
-    flat_targets = torch.nonzero((slot >= 0).flatten()).squeeze(1)
-    first = flat_dominant.numel()
+    flat_dominant = true_indices(is_dominant.flatten(), first)
+    flat_targets = true_indices((slot >= 0).flatten(), targets)
     assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
     assignment[flat_dominant] = torch.arange(first, device=device)
     assignment[flat_targets] = first + torch.arange(flat_targets.numel(), device=device)
 
     merges = ((~is_dominant) & (slot < 0) & (contextual > 0)[:, None]).flatten()
-    members = torch.nonzero(merges).squeeze(1)
-    if members.numel() > 0:
-        choice = nearest_target(keys, slot, contextual)  # [T, N]
+    members = true_indices(merges, merging)
+    if merging > 0:
+        choice = nearest_target(keys, slot, contextual, int(contextual_cpu.max()), targets)
         first_target = first + torch.cumsum(contextual, 0) - contextual  # [T]
         assignment[members] = first_target[members // n] + choice.flatten()[members]
 
