@@ -16,7 +16,7 @@ import json
 import torch
 
 from vidpress.evaluation import parse_config
-from vidpress.evaluation.harness import evaluate_items
+from vidpress.evaluation.runner import evaluate_items
 from vidpress.testbed import SynthVQA, assemble_testbed
 from vidpress.testbed.video import default_clips
 

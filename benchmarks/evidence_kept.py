@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from vidpress.evaluation import parse_config
-from vidpress.evaluation.harness import evaluate_items
 from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
+from vidpress.evaluation.runner import evaluate_items
 from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
 from vidpress.testbed.video import default_clips
 

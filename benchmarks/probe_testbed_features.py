@@ -26,7 +26,7 @@ from torch import nn
 
 from vidpress.adapters.llava_onevision import selected_features
 from vidpress.testbed import assemble_testbed
-from vidpress.testbed.synthvqa import COLORS, SHAPES, SIZE_RANGE, Shape, box_side, stamp
+from vidpress.testbed.synthvqa_shapes import COLORS, SHAPES, SIZE_RANGE, Shape, box_side, stamp
 from vidpress.testbed.train_data import normalise
 from vidpress.testbed.video import default_clips, load_clip
 

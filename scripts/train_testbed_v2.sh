@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Testbed v2 (issue 14): continue the committed weights on the generic-variation mixture (the "mix"
-# phase of vidpress.testbed.train; src/vidpress/testbed/train_data.py says what it draws:
+# phase of vidpress.testbed.train; src/vidpress/testbed/train_mixture.py says what it draws:
 # 1-64-frame videos at 224-448 px, single images on the stock AnyRes path, multi-image items,
 # varied phrasings and backgrounds, a quarter of the batches in the original 32-frame 392 px
 # layout). Protocol and what is (not) calibrated: benchmarks/results/testbed_v2_protocol.md.

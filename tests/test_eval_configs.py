@@ -6,8 +6,9 @@ import pytest
 
 from vidpress.evaluation import command as E
 from vidpress.evaluation import configs as C
-from vidpress.evaluation import harness as H
 from vidpress.evaluation import report as R
+from vidpress.evaluation import runner as Run
+from vidpress.evaluation import summary as Su
 from vidpress.testbed.synthvqa import FAMILIES
 
 
@@ -61,10 +62,10 @@ def test_paper_grids():
 
 
 def test_statistics():
-    assert H.mcnemar_p(0, 0) == 1.0
-    assert H.mcnemar_p(10, 0) == pytest.approx(2 / 2**10)
-    assert H.mcnemar_p(5, 5) == 1.0
-    assert 0 < H.wilson_halfwidth(80, 100) < 0.1 and H.wilson_halfwidth(0, 0) == 0
+    assert Su.mcnemar_p(0, 0) == 1.0
+    assert Su.mcnemar_p(10, 0) == pytest.approx(2 / 2**10)
+    assert Su.mcnemar_p(5, 5) == 1.0
+    assert 0 < Su.wilson_halfwidth(80, 100) < 0.1 and Su.wilson_halfwidth(0, 0) == 0
 
 
 def _fake_summary():
@@ -73,13 +74,13 @@ def _fake_summary():
     items = {i: {"family": FAMILIES[i % 7], "answer": answers[i]} for i in range(28)}
     raw = {"items": items, "configs": {}}
     for k, cfg in enumerate(configs):
-        rec = H.ConfigRecord()
+        rec = Run.ConfigRecord()
         good = 26 if cfg.press is None else 25 if cfg.press == "unified" else 10 + k % 5
         for i in range(28):
             rec.predictions[i] = answers[i] if i < good else (answers[i] + 1) % 4
             rec.kept_outer[i] = 125
         raw["configs"][cfg.name] = rec
-    return H.summarize(raw, configs, FAMILIES)
+    return Su.summarize(raw, configs, FAMILIES)
 
 
 def test_summary_bars_and_reports(tmp_path):
@@ -90,7 +91,7 @@ def test_summary_bars_and_reports(tmp_path):
     assert sum(f["n"] for f in none["per_family"].values()) == 28
     unified = next(c for c in summary["configs"] if c["name"] == "unified@2/1")
     assert unified["relative"] == pytest.approx(25 / 26)
-    bars = H.check_bars(summary)
+    bars = Su.check_bars(summary)
     assert bars["all_passed"] and len(bars["checks"]) == 1 + 2 * 7
     result = {"run": R.run_header(["vidpress", "eval"]), "suite": {"split": "test"}, **summary}
     result["bars"] = bars
@@ -127,14 +128,14 @@ def test_bars_for_a_variant():
     raw = {"items": {i: {"family": FAMILIES[i % 7], "answer": answers[i]} for i in range(28)}}
     raw["configs"] = {}
     for cfg in configs:
-        rec = H.ConfigRecord()
+        rec = Run.ConfigRecord()
         good = 27 if "centred" in cfg.name else 20 if cfg.press == "unified" else 24
         for i in range(28):
             rec.predictions[i] = answers[i] if i < good else (answers[i] + 1) % 4
         raw["configs"][cfg.name] = rec
-    summary = H.summarize(raw, configs, FAMILIES)
-    assert not H.check_bars(summary)["all_passed"]  # the default rows trail the baselines
-    bars = H.check_bars(summary, "unified:centred_gate=true")
+    summary = Su.summarize(raw, configs, FAMILIES)
+    assert not Su.check_bars(summary)["all_passed"]  # the default rows trail the baselines
+    bars = Su.check_bars(summary, "unified:centred_gate=true")
     names = [c["check"] for c in bars["checks"]]
     assert names[0].startswith("unified:centred_gate=true@2/1 keeps") and bars["all_passed"]
     assert len(names) == 1 + 7 and not any("ahead of unified" in n for n in names)

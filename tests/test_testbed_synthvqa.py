@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from vidpress.testbed import synthvqa as S
+from vidpress.testbed import synthvqa_families as F
+from vidpress.testbed import synthvqa_shapes as Sh
 from vidpress.testbed import video as V
 
 PX, T = 112, 16
@@ -96,15 +98,15 @@ def test_evidence_is_planted(clips):
 
 
 def test_shapes_are_distinct_and_big():
-    masks = {k: S.shape_mask(k, 48) for k in S.SHAPES}
-    for a in S.SHAPES:
+    masks = {k: Sh.shape_mask(k, 48) for k in Sh.SHAPES}
+    for a in Sh.SHAPES:
         assert masks[a].float().mean() > 0.3
-        for b in S.SHAPES:
+        for b in Sh.SHAPES:
             if a < b:
                 inter = (masks[a] & masks[b]).sum()
                 union = (masks[a] | masks[b]).sum()
                 assert inter / union < 0.85, (a, b)
-    lo, hi = (round(f * 392) for f in S.SIZE_RANGE)
+    lo, hi = (round(f * 392) for f in Sh.SIZE_RANGE)
     assert lo >= 40 and hi <= 64  # >= 2 patches of 14 px wide, survives 2x2 pooling
 
 
@@ -150,7 +152,7 @@ def test_family_subsets_one_frame_and_shape_scale(clips):
     assert big.options == item.options and big.answer == item.answer  # same draws, larger shape
 
     def filled(it):  # pixels painted in the needle's exact colour
-        rgb = torch.tensor(S.COLORS[it.options[it.answer]], dtype=torch.uint8).view(3, 1, 1)
+        rgb = torch.tensor(Sh.COLORS[it.options[it.answer]], dtype=torch.uint8).view(3, 1, 1)
         return int((it.frames[0] == rgb).all(0).sum())
 
     assert filled(big) > 4 * filled(item) > 0
@@ -185,7 +187,7 @@ def test_variety_rephrases_and_varies_backgrounds_not_the_evidence(clips):
     )
     for item in plain:  # variety off: the canonical (first) phrasing of its family
         head, _, tail = (
-            S.QUESTIONS[item.family][0].format(media=S.VIDEO_MEDIA, name="{}").partition("{}")
+            F.QUESTIONS[item.family][0].format(media=F.VIDEO_MEDIA, name="{}").partition("{}")
         )
         assert item.question.startswith(head) and item.question.endswith(tail)
     position = next(i for i in plain if i.family == "position")  # the committed suite's wording
@@ -215,4 +217,4 @@ def test_media_names_the_image_asked_about(clips):
         media="the third image",
     )
     assert all("the third image" in item.question for item in suite)
-    assert S.QUESTIONS["scene"][0] == S.SCENE_QUESTION and "{media}" not in S.SCENE_QUESTION
+    assert F.QUESTIONS["scene"][0] == S.SCENE_QUESTION and "{media}" not in S.SCENE_QUESTION

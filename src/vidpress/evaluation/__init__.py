@@ -3,7 +3,9 @@
 - ``configs``: press configurations ``NAME[:key=value,...]@A/B`` and the paper's grids;
 - ``scoring``: answers from the option letters' logits;
 - ``shared_vision``: the vision tower runs once per video for all configurations;
-- ``harness``: the evaluation loop, sharding over processes, summaries and the issue's bars;
+- ``runner``: the evaluation loop over items and configurations, and its raw records;
+- ``summary``: accuracy per family, intervals and the issue's bars;
+- ``harness``: ``run_eval``, the suite and settings, sharding over processes;
 - ``report``: JSON + markdown + PNG writers;
 - ``evaluate_synthvqa``: all of it in one call (what ``vidpress eval`` runs).
 """
@@ -15,7 +17,8 @@ from vidpress.evaluation.configs import (
     parse_config,
     standard_configs,
 )
-from vidpress.evaluation.harness import EvalSettings, SuiteSpec, evaluate_items, run_eval
+from vidpress.evaluation.harness import EvalSettings, SuiteSpec, run_eval
+from vidpress.evaluation.runner import evaluate_items
 from vidpress.evaluation.scoring import letter_scores, letter_token_ids
 from vidpress.evaluation.shared_vision import SharedVision
 from vidpress.evaluation.synthvqa import evaluate_synthvqa

@@ -23,15 +23,18 @@ raises ValueError naming the file.
 Training variety (``variety=True``, off by default, so the committed splits are unchanged): each
 item also draws, from a stream of its own (``SeedSequence([item seed, 1])``, so the planted
 evidence is the same as without it), one of several phrasings of its family's question
-(``QUESTIONS``; the first is the suite's canonical one) and a background variant (mirrored left to
-right and / or a random crop of 70-100% of the side, resized back) before the shapes are planted.
+(``synthvqa_families.QUESTIONS``; the first is the suite's canonical one) and a background
+variant (mirrored left to right and / or a random crop of 70-100% of the side, resized back)
+before the shapes are planted.
 ``media`` names what the question is about ("the video"; training's image items say "the image"
 or "the second image"); with another medium only the phrasings that name it are used.
+
+This module holds the suite, its items and seeds; ``synthvqa_families`` the family generators and
+their questions, ``synthvqa_shapes`` the planted shapes and their drawing.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,73 +43,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .synthvqa_families import FAMILY_GENERATORS, QUESTIONS, VIDEO_MEDIA, ItemContext
+from .synthvqa_shapes import MAX_SHAPE_SCALE
 from .video import Clip, load_clip
 
 FAMILIES = ("needle_color", "needle_shape", "count", "order", "position", "motion", "scene")
 SPLITS = {"train": 0x7472, "test": 0x7465}  # split codes mixed into every item seed
 DEFAULT_SEEDS = {"train": 0, "test": 1}
 LETTERS = "ABCD"
-COLORS = {
-    "red": (230, 25, 25),
-    "green": (30, 200, 40),
-    "blue": (30, 80, 240),
-    "yellow": (250, 230, 20),
-    "magenta": (230, 40, 230),
-    "cyan": (20, 220, 230),
-    "white": (255, 255, 255),
-}
-SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
-QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
-DIRECTIONS = ("left", "right", "up", "down")
-VIDEO_MEDIA = "the video"
-QUESTIONS = {  # per family: phrasings of its question; the first with VIDEO_MEDIA is canonical
-    "needle_color": (
-        "A small shape appears briefly in {media}. What colour is it?",
-        "What colour is the small shape that appears briefly in {media}?",
-        "A small shape shows up for a moment in {media}. Which colour does it have?",
-        "Look at {media}: a small shape appears briefly. Name its colour.",
-    ),
-    "needle_shape": (
-        "A small shape appears briefly in {media}. What shape is it?",
-        "What kind of shape appears briefly in {media}?",
-        "A small shape shows up for a moment in {media}. Which shape is it?",
-        "Look at {media}: a small shape appears briefly. What is its form?",
-    ),
-    "count": (
-        "How many times does a {name} flash in {media}?",
-        "Count the flashes of the {name} in {media}. How many are there?",
-        "In {media}, a {name} appears and disappears. How many times does it appear?",
-        "How often does a {name} show up in {media}?",
-    ),
-    "order": (
-        "Two shapes flash at different moments in {media}. Which one appears first?",
-        "In {media}, two shapes appear one after the other. Which shape comes first?",
-        "Which of the two shapes flashing in {media} is shown earlier?",
-    ),
-    "position": (
-        "A small shape flashes briefly in {media}. In which part of the frame is it?",
-        "Where in the frame does the small shape in {media} appear?",
-        "A small shape appears for a moment in {media}. Which quadrant of the frame is it in?",
-        "In which region of the frame does the small shape in {media} show up?",
-    ),
-    "motion": (
-        "A {name} moves across {media}. In which direction does it move?",
-        "In which direction does the {name} travel in {media}?",
-        "A {name} crosses {media}. Which way is it going?",
-    ),
-    "scene": (
-        "Which video clip is the background footage taken from?",
-        "Which video clip is the background footage of {media} taken from?",
-        "From which clip does the background of {media} come?",
-        "The background of {media} comes from which source video?",
-    ),
-}
 SCENE_QUESTION = QUESTIONS["scene"][0]
 CROP_RANGE = (0.7, 1.0)  # background variants: crop side / frame side
 SCENE_FILLERS = ("a cooking show", "a football match", "an ocean beach", "a city at night")
-SIZE_RANGE = (0.112, 0.153)  # shape side / frame side: 44-60 px at 392 px
-MAX_SHAPE_SCALE = 2.8  # the largest shape, outline included, still fits a quadrant
-OUTLINE = 0.012  # black outline width / frame side (about 5 px at 392)
 MIN_FRAMES = 8  # count / order / motion spread their events over 8 time slots
 TIMED_FAMILIES = ("count", "order", "motion")  # need MIN_FRAMES; the others work on one frame
 
@@ -135,241 +82,6 @@ class SynthVQAItem:
         lines = [self.question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(self.options)]
         lines.append("Answer with the option's letter from the given choices directly.")
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Shape:
-    """A planted object: kind, colour name and side length in pixels."""
-
-    kind: str
-    color: str
-    size: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.color} {self.kind}"
-
-
-# ---------------------------------------------------------------------------- drawing
-
-
-def shape_mask(kind: str, size: int) -> torch.Tensor:
-    """Boolean [size, size] mask of a shape filling its box."""
-    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1  # [-1, 1]
-    y, x = torch.meshgrid(c, c, indexing="ij")
-    if kind == "circle":
-        return x**2 + y**2 <= 0.97**2
-    if kind == "square":
-        return (x.abs() <= 0.85) & (y.abs() <= 0.85)
-    if kind == "triangle":  # apex up, base at the bottom
-        return (y <= 0.85) & (x.abs() <= (y + 0.95) / 1.8 * 0.98)
-    if kind == "diamond":
-        return x.abs() + y.abs() <= 0.97
-    if kind == "cross":
-        arm, reach = 0.32, 0.95
-        return ((x.abs() <= arm) & (y.abs() <= reach)) | ((y.abs() <= arm) & (x.abs() <= reach))
-    if kind == "star":  # five points, radius linear in angle between inner and outer
-        theta = torch.atan2(x, -y) % (2 * math.pi)
-        a = (theta / (2 * math.pi / 5)) % 1.0
-        radius = 0.42 + (0.98 - 0.42) * (2 * a - 1).abs()
-        return (x**2 + y**2).sqrt() <= radius
-    raise ValueError(f"unknown shape kind {kind!r}; expected one of {SHAPES}")
-
-
-def _outline_px(frame_px: int) -> int:
-    return max(1, round(OUTLINE * frame_px))
-
-
-def stamp(frame: torch.Tensor, shape: Shape, top: int, left: int) -> None:
-    """Draw ``shape`` with a black outline into uint8 [3, H, W] ``frame`` in place.
-
-    (top, left) is the corner of the outlined box of side ``shape.size + 2 * outline``.
-    """
-    b = _outline_px(frame.shape[-1])
-    mask = nn.functional.pad(shape_mask(shape.kind, shape.size), (b, b, b, b))  # [s+2b, s+2b]
-    outer = nn.functional.max_pool2d(mask[None, None].float(), 2 * b + 1, 1, b)[0, 0] > 0
-    side = mask.shape[0]
-    region = frame[:, top : top + side, left : left + side]  # view [3, s+2b, s+2b]
-    region[:, outer] = 0
-    region[:, mask] = torch.tensor(COLORS[shape.color], dtype=torch.uint8)[:, None]
-
-
-def box_side(shape: Shape, frame_px: int) -> int:
-    """Side of the outlined box of ``shape``."""
-    return shape.size + 2 * _outline_px(frame_px)
-
-
-# ---------------------------------------------------------------------------- sampling helpers
-
-
-def _pick(rng: np.random.Generator, seq, k: int | None = None):
-    """One element (k None) or k distinct elements of ``seq``, in random order."""
-    if k is None:
-        return seq[int(rng.integers(len(seq)))]
-    return [seq[i] for i in rng.permutation(len(seq))[:k]]
-
-
-def _random_shape(rng: np.random.Generator, ctx, kind=None, color=None) -> Shape:
-    lo, hi = (round(f * ctx.shape_scale * ctx.frame_px) for f in SIZE_RANGE)
-    return Shape(
-        kind=kind or _pick(rng, SHAPES),
-        color=color or _pick(rng, list(COLORS)),
-        size=int(rng.integers(lo, hi + 1)),
-    )
-
-
-def _random_place(rng, side: int, frame_px: int, box=None) -> tuple[int, int]:
-    """(top, left) of a side x side box inside ``box`` = (y0, y1, x0, x1) (default: frame)."""
-    y0, y1, x0, x1 = box or (0, frame_px, 0, frame_px)
-    return int(rng.integers(y0, y1 - side + 1)), int(rng.integers(x0, x1 - side + 1))
-
-
-def _flash_run(rng, num_frames: int, max_len: int = 3) -> range:
-    """1..max_len consecutive frames (at most all of them) at a random time."""
-    length = int(rng.integers(1, min(max_len, num_frames) + 1))
-    start = int(rng.integers(0, num_frames - length + 1))
-    return range(start, start + length)
-
-
-def _slot_flashes(rng, num_frames: int, k: int) -> list[range]:
-    """k flashes in k distinct time slots (8 slots), each separated by >= 1 empty frame."""
-    slot = num_frames // 8
-    longest = max(1, slot // 2)
-    runs = []
-    for s in sorted(_pick(rng, list(range(8)), k)):
-        dur = int(rng.integers(1, longest + 1))
-        offset = int(rng.integers(0, slot - dur)) if slot - dur > 0 else 0
-        runs.append(range(s * slot + offset, s * slot + offset + dur))
-    return runs
-
-
-def _options_with(rng, answer: str, pool) -> tuple[tuple[str, ...], int]:
-    """Answer + 3 distractors from ``pool`` (answer excluded), shuffled; (options, answer idx)."""
-    options = [answer] + _pick(rng, [p for p in pool if p != answer], 3)
-    order = rng.permutation(4)
-    shuffled = tuple(options[i] for i in order)
-    return shuffled, int(np.flatnonzero(order == 0)[0])
-
-
-# ---------------------------------------------------------------------------- families
-# Each family: (rng, frames [T, 3, S, S] uint8 modified in place, ctx) -> (question, options, ans)
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    frame_px: int
-    shape_scale: float
-    scene_label: str
-    scene_pool: tuple[str, ...]
-    media: str = VIDEO_MEDIA
-    phrasing: int = 0  # index into the family's phrasings (0: canonical)
-
-
-def _ask(ctx: _Ctx, family: str, **fields) -> str:
-    """The family's question in phrasing ``ctx.phrasing``, about ``ctx.media``."""
-    phrasings = QUESTIONS[family]
-    if ctx.media != VIDEO_MEDIA:
-        phrasings = [q for q in phrasings if "{media}" in q]
-    return phrasings[ctx.phrasing % len(phrasings)].format(media=ctx.media, **fields)
-
-
-def _needle(rng, frames, ctx, ask: str):
-    t_frames, px = frames.shape[0], ctx.frame_px
-    shape = _random_shape(rng, ctx)
-    top, left = _random_place(rng, box_side(shape, px), px)
-    for t in _flash_run(rng, t_frames):
-        stamp(frames[t], shape, top, left)
-    if ask == "color":
-        options, ans = _options_with(rng, shape.color, list(COLORS))
-        return _ask(ctx, "needle_color"), options, ans
-    options, ans = _options_with(rng, shape.kind, SHAPES)
-    return _ask(ctx, "needle_shape"), options, ans
-
-
-def _needle_color(rng, frames, ctx):
-    return _needle(rng, frames, ctx, "color")
-
-
-def _needle_shape(rng, frames, ctx):
-    return _needle(rng, frames, ctx, "shape")
-
-
-def _count(rng, frames, ctx):
-    px = ctx.frame_px
-    k = int(rng.integers(1, 5))
-    shape = _random_shape(rng, ctx)
-    side = box_side(shape, px)
-    for run in _slot_flashes(rng, frames.shape[0], k):
-        top, left = _random_place(rng, side, px)
-        for t in run:
-            stamp(frames[t], shape, top, left)
-    question = _ask(ctx, "count", name=shape.name)
-    return question, ("1", "2", "3", "4"), k - 1
-
-
-def _order(rng, frames, ctx):
-    px = ctx.frame_px
-    kinds, colors = _pick(rng, SHAPES, 4), _pick(rng, list(COLORS), 4)
-    shapes = [_random_shape(rng, ctx, kind=k, color=c) for k, c in zip(kinds, colors, strict=True)]
-    for shape, run in zip(shapes[:2], _slot_flashes(rng, frames.shape[0], 2), strict=True):
-        top, left = _random_place(rng, box_side(shape, px), px)
-        for t in run:
-            stamp(frames[t], shape, top, left)
-    names = [f"the {s.name}" for s in shapes]  # 0 first, 1 second, 2-3 never shown
-    order = rng.permutation(4)
-    options = tuple(names[i] for i in order)
-    question = _ask(ctx, "order")
-    return question, options, int(np.flatnonzero(order == 0)[0])
-
-
-def _position(rng, frames, ctx):
-    px = ctx.frame_px
-    q = int(rng.integers(4))
-    shape = _random_shape(rng, ctx)
-    half, margin = px // 2, max(2, round(0.04 * px))
-    y0 = half + margin if q >= 2 else 0
-    y1 = px if q >= 2 else half - margin
-    x0 = half + margin if q % 2 else 0
-    x1 = px if q % 2 else half - margin
-    top, left = _random_place(rng, box_side(shape, px), px, (y0, y1, x0, x1))
-    for t in _flash_run(rng, frames.shape[0]):
-        stamp(frames[t], shape, top, left)
-    return _ask(ctx, "position"), QUADRANTS, q
-
-
-def _motion(rng, frames, ctx):
-    t_frames, px = frames.shape[0], ctx.frame_px
-    d = int(rng.integers(4))
-    shape = _random_shape(rng, ctx)
-    side = box_side(shape, px)
-    length = int(rng.integers(t_frames // 2, t_frames + 1))
-    start = int(rng.integers(0, t_frames - length + 1))
-    far = px - side
-    travel = np.linspace(far, 0, length) if d in (0, 2) else np.linspace(0, far, length)
-    across = int(rng.integers(0, far + 1))
-    for t, pos in zip(range(start, start + length), np.round(travel).astype(int), strict=True):
-        top, left = (across, int(pos)) if d < 2 else (int(pos), across)
-        stamp(frames[t], shape, top, left)
-    return _ask(ctx, "motion", name=shape.name), DIRECTIONS, d
-
-
-def _scene(rng, frames, ctx):
-    options, ans = _options_with(rng, ctx.scene_label, ctx.scene_pool)
-    return _ask(ctx, "scene"), options, ans
-
-
-_FAMILY_FNS = {
-    "needle_color": _needle_color,
-    "needle_shape": _needle_shape,
-    "count": _count,
-    "order": _order,
-    "position": _position,
-    "motion": _motion,
-    "scene": _scene,
-}
-
-
-# ---------------------------------------------------------------------------- the suite
 
 
 def clip_label(path: Path) -> str:
@@ -517,8 +229,10 @@ class SynthVQA:
             phrasing = int(extra.integers(len(QUESTIONS[family])))
             frames = vary_background(extra, frames)
         pool = tuple(dict.fromkeys(self.labels + list(SCENE_FILLERS)))
-        ctx = _Ctx(self.frames_px, self.shape_scale, self.labels[c], pool, self.media, phrasing)
-        question, options, answer = _FAMILY_FNS[family](rng, frames, ctx)
+        ctx = ItemContext(
+            self.frames_px, self.shape_scale, self.labels[c], pool, self.media, phrasing
+        )
+        question, options, answer = FAMILY_GENERATORS[family](rng, frames, ctx)
         return SynthVQAItem(
             frames=frames,
             question=question,

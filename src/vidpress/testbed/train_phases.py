@@ -2,7 +2,7 @@
 
 Kinds (``Phase.kind``): "text" (the letter binding on text-only twins of the items: only the LM
 adapters learn), "frame" (one-frame items of ``FRAME_FAMILIES``), "video" (``frames``-frame
-SynthVQA videos, every family) and "mix" (the v2 mixture of layouts, ``train_data.MixBatches``).
+SynthVQA videos, every family) and "mix" (the v2 mixture of layouts, ``train_mixture.MixBatches``).
 Every visual phase also runs a text batch per step (``text_batch``) to keep the binding. A phase
 with ``steps=None`` sizes itself to its share of the time budget from the speed of its first
 steps; ``run_phase`` returns the phase's record entry.
@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .synthvqa import FAMILIES
-from .train_data import FRAME_FAMILIES, IMAGE_PX, MIX_FRAMES, MIX_PX, Batch, target_logits
+from .train_data import FRAME_FAMILIES, Batch, target_logits
+from .train_mixture import IMAGE_PX, MIX_FRAMES, MIX_PX
 
 DEFAULT_BATCH = {"text": 32, "frame": 64, "video": 8, "mix": 8}  # mix: its "keep" batches
 SEED_OFFSETS = {"text": 2, "frame": 100, "video": 200, "mix": 300}  # + frames: item seeds
@@ -195,7 +196,7 @@ def _optimiser(run, phase: Phase):
 
 
 def run_phase(run, number: int, phase: Phase) -> dict:
-    """Train one phase on ``run`` (``train.Run``: the model, data sources, hard stop); returns
+    """Train one phase on ``run`` (``train_run.Run``: the model, data sources, hard stop); returns
     its record entry (and sets ``run.stopped`` when the hard stop cut it)."""
     cfg = run.cfg
     if phase.lr_lora > 0:

