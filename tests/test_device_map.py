@@ -18,7 +18,7 @@ from accelerate import dispatch_model
 import tiny_models as tm
 from vidpress.presses import PRESSES
 
-FAMILIES = ("llava_onevision", "qwen2_5_vl")
+FAMILIES = tuple(tm.TINY_FAMILIES)
 
 pytestmark = pytest.mark.usefixtures("tiny_cpu")
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import SPECIAL, family_batch, family_model, family_prompts, greedy, tiny_press
+from tiny_models import (
+    SPECIAL,
+    TINY_FAMILIES,
+    family_batch,
+    family_model,
+    family_prompts,
+    greedy,
+    tiny_press,
+)
 from vidpress.engine.fast import FastGenerator
 from vidpress.engine.greedy import after_eos
 
-FAMILIES = ("llava_onevision", "qwen2_5_vl")
+FAMILIES = tuple(TINY_FAMILIES)
 PRESS_NAMES = ("unified", "fastv", "holitom", "visionzip", "uniform")
 STEPS = 12
 

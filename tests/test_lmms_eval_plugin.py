@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from vidpress.integrations import lmms_eval as plugin
+from vidpress.integrations.synthvqa_task import export_synthvqa_task
 
 FRAMES, SIZE, ITEMS = 8, 112, 7
 PRESS_ARGS = "press=unified,retention=0.1,inner_keep=0.5"
@@ -56,7 +57,7 @@ def suite():
 
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory, suite) -> Path:
-    return plugin.export_synthvqa_task(suite, range(ITEMS), tmp_path_factory.mktemp("task"))
+    return export_synthvqa_task(suite, range(ITEMS), tmp_path_factory.mktemp("task"))
 
 
 @pytest.fixture(scope="module")

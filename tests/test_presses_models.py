@@ -9,7 +9,7 @@ import tiny_models as tm
 from vidpress import functional as F
 from vidpress.presses import PRESSES
 
-FAMILIES = ("llava_onevision", "qwen2_5_vl")
+FAMILIES = tuple(tm.TINY_FAMILIES)
 ATTN = ("sdpa", "eager")
 STEPS = 20
 
@@ -17,6 +17,13 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
     pytest.mark.usefixtures("tiny_cpu"),
 ]
+
+
+def test_every_family_has_a_tiny_model():
+    """A family of ``adapters.registry`` (its variants aside) has its tiny model here."""
+    from vidpress.adapters.registry import MODEL_TYPES
+
+    assert set(FAMILIES) == set(MODEL_TYPES)
 
 
 def _hook_count(model) -> int:

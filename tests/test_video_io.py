@@ -7,7 +7,6 @@ import av
 import numpy as np
 import pytest
 
-from vidpress import inference as inf
 from vidpress import video_io as V
 from vidpress.testbed import video as TV
 
@@ -119,7 +118,7 @@ def test_pts_that_do_not_match_the_decoder_are_detected(made):
 
 def test_read_frames_and_decode_clip_use_the_reader(made):
     reference = sequential(made)
-    frames = inf.read_frames(made, [2, 31])  # [2, 3, H, W]
+    frames = V.read_frames(made, [2, 31])  # [2, 3, H, W]
     assert frames.shape == (2, 3, 144, 176)
     assert np.array_equal(frames[1].permute(1, 2, 0).numpy(), reference[31])
     clip = TV.decode_clip(made, size=64, max_frames=9)
@@ -137,7 +136,7 @@ def test_truncated_mp4_error_names_the_file(tmp_path, name):
     data = REAL[name].read_bytes()
     broken = tmp_path / f"half_{name}"
     broken.write_bytes(data[: len(data) // 2])
-    for read in (TV.decode_clip, inf.probe_video, lambda p: inf.read_frames(p, [0])):
+    for read in (TV.decode_clip, V.probe_video, lambda p: V.read_frames(p, [0])):
         with pytest.raises(ValueError, match="cannot decode video file") as err:
             read(broken)
         _assert_one_line_naming(err, broken)
@@ -157,7 +156,7 @@ def test_truncated_faststart_mp4_error_names_the_file(tmp_path):
 def test_not_a_video_and_missing_file(tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
-    for read in (TV.decode_clip, inf.probe_video, TV.count_frames):
+    for read in (TV.decode_clip, V.probe_video, TV.count_frames):
         with pytest.raises(ValueError, match="cannot decode video file") as err:
             read(text)
         _assert_one_line_naming(err, text)

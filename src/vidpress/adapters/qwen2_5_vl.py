@@ -9,6 +9,9 @@ Scores: the qkv output and rotary embedding of the last ViT block (the one feedi
 are recorded by hooks; the mean received attention is recomputed within the attention segments
 that block used (frames for a full-attention block, windows otherwise), averaged over each 2x2
 merge unit and put back in token order like the merger output.
+
+``Qwen2_5_VLFamily``: its checkpoints, preprocessing (``qwen2_5_vl_inputs``), FLOPs spec, random
+architectures and lmms-eval model.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from transformers.vision_utils import get_vision_window_index
 
 from vidpress import functional as F
 from vidpress.adapters.base import Prompt, Timer, VideoAdapter, VideoInput, video_blocks
+from vidpress.adapters.family import Family
+from vidpress.adapters.qwen2_5_vl_inputs import SIZE, prepare_video, qwen_num_frames
 
 
 def received_in_segments(
@@ -158,3 +163,128 @@ class Qwen2_5_VLAdapter(VideoAdapter):
 
     def restore_state(self, state: dict) -> None:
         self.model.model.rope_deltas = state["rope_deltas"]
+
+
+class Qwen2_5_VLFamily(Family):
+    """Qwen2.5-VL: frames sampled by fps, windowed ViT, patch merger, M-RoPE."""
+
+    name = "qwen2_5_vl"
+    model_type = "qwen2_5_vl"
+    adapter = Qwen2_5_VLAdapter
+    description = "Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration, model_type 'qwen2_5_vl')"
+    video_processor = "Qwen2VLVideoProcessor"
+    lmms_eval_model = "vidpress_qwen2_5_vl"
+    architectures = {
+        "qwen2.5-vl-7b": (False, "Qwen2.5-VL ViT + 7B LLM"),
+        "qwen2.5-vl-tiny": (True, "toy Qwen2.5-VL (CPU)"),
+    }
+
+    def stock_processor_kwargs(self, video_config: dict) -> dict:
+        # A fresh size dict: transformers 5.17's Qwen2VLVideoProcessor writes min_pixels/max_pixels
+        # into its class default when given none, which the next checkpoint would inherit.
+        return {"size": dict(video_config.get("size") or SIZE)}
+
+    def default_frames(self, video_config: dict) -> None:
+        return None
+
+    def temporal_patch(self, video_config: dict) -> int:
+        return int(video_config.get("temporal_patch_size", 2))
+
+    def sample_count(self, video_config: dict, info, num_frames, fps):
+        return qwen_num_frames(info, video_config, num_frames, fps), []
+
+    def prepare(self, loaded, info, question, count, max_pixels):
+        return prepare_video(loaded, info, question, count, max_pixels)
+
+    def flops_spec(self, config, name: str):
+        """Windowed ViT + patch merger; frames assumed 448 x 448 (see ``metrics.model_specs``)."""
+        from vidpress.metrics import model_specs as specs
+
+        vcfg = config.vision_config
+        vision = specs.VisionSpec(
+            layers=vcfg.depth,
+            hidden=vcfg.hidden_size,
+            heads=vcfg.num_heads,
+            mlp=vcfg.intermediate_size,
+            patch_size=vcfg.patch_size,
+            image_size=specs.QWEN2_5_VL_VIT.image_size,
+            mlp_matrices=3,
+            channels=vcfg.in_channels,
+            temporal_patch=vcfg.temporal_patch_size,
+            spatial_merge=vcfg.spatial_merge_size,
+            window_patches=vcfg.window_size // vcfg.patch_size,
+            full_attention_layers=tuple(vcfg.fullatt_block_indexes),
+        )
+        tokens_per_group = vision.projector_tokens_per_group
+        return specs.ModelSpec(
+            name=name,
+            llm=specs.llm_from_text_config(config.text_config),
+            vision=vision,
+            projector=specs.merger_projector(vision, vcfg.out_hidden_size),
+            frames=32,
+            tokens_per_frame=tokens_per_group // vision.temporal_patch,
+        )
+
+    def random_config(self, tiny: bool):
+        """Qwen2.5-VL-7B: 32-block ViT (window attention, full at 7/15/23/31) + 28-layer LLM;
+        ``tiny``: 2 blocks of width 32, 20 decoder layers of 64."""
+        from transformers import Qwen2_5_VLConfig
+
+        from vidpress.metrics import model_specs as specs
+
+        vit = specs.QWEN2_5_VL_VIT
+        vision = dict(
+            depth=vit.layers,
+            hidden_size=vit.hidden,
+            intermediate_size=vit.mlp,
+            num_heads=vit.heads,
+            out_hidden_size=specs.QWEN2_7B.hidden,
+            patch_size=vit.patch_size,
+            spatial_merge_size=2,
+            temporal_patch_size=vit.temporal_patch,
+            window_size=112,
+            fullatt_block_indexes=[7, 15, 23, 31],
+            tokens_per_second=2,
+        )
+        rope = {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}
+        text = dict(
+            vocab_size=152064, rope_parameters=rope, **specs.text_config_sizes(specs.QWEN2_7B)
+        )
+        if tiny:
+            vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2)
+            vision.update(out_hidden_size=64, fullatt_block_indexes=[1])
+            rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6}
+            text = dict(vocab_size=152064, rope_parameters=rope, **specs.TINY_TEXT_SIZES)
+        return Qwen2_5_VLConfig(
+            vision_config=vision,
+            text_config=dict(bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, **text),
+            image_token_id=151655,
+            video_token_id=151656,
+            vision_start_token_id=151652,
+            vision_end_token_id=151653,
+        )
+
+    def frame_size(self, tiny: bool) -> int:
+        return 112 if tiny else 448  # 448: 16 x 16 tokens per 2 frames
+
+    def tokens_per_frame(self, config, frame_size: int) -> float:
+        """Per frame, i.e. half a temporal patch."""
+        cfg = config.vision_config
+        side = frame_size // cfg.patch_size // cfg.spatial_merge_size
+        return side * side / cfg.temporal_patch_size
+
+    def random_video(self, config, frames: int, size: int, generator: torch.Generator):
+        """``frames`` frames (even) of ``size`` px (a multiple of 28)."""
+        patch = config.vision_config.patch_size
+        t, h = frames // 2, size // patch
+        video = [config.vision_start_token_id] + [config.video_token_id] * (t * h * h // 4)
+        video.append(config.vision_end_token_id)
+        pixels = torch.randn(t * h * h, 3 * 2 * patch * patch, generator=generator)
+        return video, pixels, [t, h, h]
+
+    def video_inputs(self, config, ids: torch.Tensor, pixels: list, grids: list) -> dict:
+        return {
+            "pixel_values_videos": torch.cat(pixels),
+            "video_grid_thw": torch.tensor(grids),
+            "mm_token_type_ids": (ids == config.video_token_id).int() * 2,
+        }

@@ -1,16 +1,42 @@
-"""Choose the adapter of a model from its config."""
+"""The one list of model families (``FAMILIES``) and the look-ups everything else goes through."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from torch import nn
 
 from vidpress.adapters.base import VideoAdapter
-from vidpress.adapters.llava_onevision import LlavaOnevisionAdapter
-from vidpress.adapters.qwen2_5_vl import Qwen2_5_VLAdapter
+from vidpress.adapters.family import Family
+from vidpress.adapters.llava_onevision import LlavaOnevisionFamily, TestbedFamily
+from vidpress.adapters.qwen2_5_vl import Qwen2_5_VLFamily
 
-ADAPTERS: dict[str, type[VideoAdapter]] = {
-    cls.model_type: cls for cls in (LlavaOnevisionAdapter, Qwen2_5_VLAdapter)
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (LlavaOnevisionFamily(), TestbedFamily(), Qwen2_5_VLFamily())
 }
+#: the family of each config ``model_type`` (its variants are told apart by ``Family.matches``)
+MODEL_TYPES: dict[str, Family] = {f.model_type: f for f in FAMILIES.values() if not f.variant}
+ADAPTERS: dict[str, type[VideoAdapter]] = {t: f.adapter for t, f in MODEL_TYPES.items()}
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``, or a ValueError listing them."""
+    if name not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {name!r}")
+    return FAMILIES[name]
+
+
+def checkpoint_family(path: Path, model_type: str | None) -> Family | None:
+    """The family of the checkpoint folder ``path`` whose config has ``model_type`` (a variant
+    that matches the folder first), or None."""
+    candidates = [f for f in FAMILIES.values() if f.model_type == model_type]
+    variants_first = sorted(candidates, key=lambda f: not f.variant)
+    return next((f for f in variants_first if f.matches(path)), None)
+
+
+def supported_text() -> str:
+    """The supported models, for error messages."""
+    return "; ".join(f.description for f in FAMILIES.values())
 
 
 def get_adapter(model: nn.Module) -> VideoAdapter:

@@ -6,7 +6,8 @@ Registered through lmms-eval's model entry points (group ``lmms_eval.models``, r
     [project.entry-points."lmms_eval.models"]
     vidpress = "vidpress.integrations.lmms_eval:manifests"
 
-which makes two model names available::
+which makes one model name per family (``Family.lmms_eval_model``; the model classes are
+derived from ``adapters.registry``) available::
 
     python -m lmms_eval --model vidpress_llava_onevision \\
         --model_args pretrained=DIR,press=unified,retention=0.02 --tasks ...
@@ -50,23 +51,21 @@ sample as ``token_counts`` and sums them in its efficiency summary):
 - ``output_tokens`` (``generate_until`` only): the tokens generated, before ``until`` cuts the
   text.
 
-``export_synthvqa_task`` writes a local lmms-eval task (videos, a JSONL, the YAML and its
-``utils.py``) from SynthVQA items; it needs no lmms-eval import.
+``integrations.synthvqa_task.export_synthvqa_task`` writes a local lmms-eval task from SynthVQA
+items.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import torch
 
-MODEL_IDS = {
-    "vidpress_llava_onevision": "VidpressLlavaOnevision",
-    "vidpress_qwen2_5_vl": "VidpressQwen2_5_VL",
-}
+from vidpress.adapters.family import Family
+from vidpress.adapters.registry import FAMILIES
+
 PRESS_KEYS = ("press", "retention")
 RESERVED = {"batch_size", "max_batch_size"}
 PROCESS_GROUP_TIMEOUT = timedelta(hours=24)  # ranks wait at barriers for the slowest one
@@ -83,8 +82,7 @@ def manifests():
 
 
 def _lmms_base():
-    """lmms-eval's model base class; ``object`` when lmms-eval is not installed (then only
-    ``export_synthvqa_task`` is usable)."""
+    """lmms-eval's model base class; ``object`` when lmms-eval is not installed."""
     try:
         from lmms_eval.api.model import lmms
     except ImportError:
@@ -93,8 +91,10 @@ def _lmms_base():
 
 
 class _VidpressLMM(_lmms_base()):
-    """Shared implementation; subclasses fix the accepted families."""
+    """Shared implementation; the subclass of a family (``model_class``) fixes its model name and
+    the families it accepts."""
 
+    model_id: str = ""
     families: tuple[str, ...] = ()
     is_simple = True
 
@@ -112,16 +112,15 @@ class _VidpressLMM(_lmms_base()):
         **kwargs,
     ) -> None:
         super().__init__()
-        from vidpress import inference
+        from vidpress import loading
         from vidpress.presses.settings import make_press, with_options
 
         for key in RESERVED:
             kwargs.pop(key, None)
-        family, _ = inference.inspect_model_dir(pretrained)
+        family, _ = loading.inspect_model_dir(pretrained)
         if family not in self.families:
-            model_id = next(k for k, v in MODEL_IDS.items() if v == type(self).__name__)
             raise ValueError(
-                f"{model_id} takes {' or '.join(self.families)} checkpoints; {pretrained} is "
+                f"{self.model_id} takes {' or '.join(self.families)} checkpoints; {pretrained} is "
                 f"{family}"
             )
         if retention is not None:
@@ -132,7 +131,7 @@ class _VidpressLMM(_lmms_base()):
         device_ = process_device(device, int(os.environ.get("LOCAL_RANK", 0)), world_size)
         if world_size > 1:
             self._join_process_group(device_)
-        self.loaded = inference.load_model(pretrained, device_, dtype)
+        self.loaded = loading.load_model(pretrained, device_, dtype)
         self.num_frames = num_frames
         self.fps = fps
         self.max_pixels = max_pixels
@@ -306,7 +305,7 @@ def process_device(device: str | None, local_rank: int, world_size: int) -> torc
     """The device one process of a ``world_size``-process launch loads the model on: ``device``
     resolved as ``vidpress run`` does; under several processes a CUDA device is this process's
     GPU, ``cuda:local_rank``."""
-    from vidpress.inference import resolve_device
+    from vidpress.loading import resolve_device
 
     resolved = resolve_device(device or "auto")
     if world_size > 1 and resolved.type == "cuda":
@@ -336,97 +335,17 @@ def ll_value(result) -> tuple[float, bool]:
     return tuple(result.text)
 
 
-class VidpressLlavaOnevision(_VidpressLMM):
-    """``vidpress_llava_onevision``: LLaVA-OneVision (and LLaVA-Video converted to it, and the
-    vidpress testbed) under a vidpress press."""
-
-    families = ("llava_onevision", "testbed")
-
-
-class VidpressQwen2_5_VL(_VidpressLMM):
-    """``vidpress_qwen2_5_vl``: Qwen2.5-VL under a vidpress press."""
-
-    families = ("qwen2_5_vl",)
+def model_class(family: Family) -> type:
+    """The lmms-eval model of ``family``: ``Vidpress`` + its transformers class name without
+    ``ForConditionalGeneration``, taking the checkpoints of every family of its model type."""
+    served = tuple(f.name for f in FAMILIES.values() if f.model_type == family.model_type)
+    name = "Vidpress" + family.model_class.removesuffix("ForConditionalGeneration")
+    doc = f"``{family.lmms_eval_model}``: {' or '.join(served)} checkpoints under a vidpress press."
+    attributes = {"__doc__": doc, "__module__": __name__, "__qualname__": name}
+    attributes.update(model_id=family.lmms_eval_model, families=served)
+    return type(name, (_VidpressLMM,), attributes)
 
 
-# ---------------------------------------------------------------------------- a local task
-
-
-TASK_UTILS = '''"""doc_to_visual / doc_to_text of a local SynthVQA task written by vidpress."""
-
-
-def doc_to_visual(doc):
-    return [doc["video"]]
-
-
-def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    return doc["prompt"]
-'''
-
-
-def write_lossless_video(frames: torch.Tensor, path: Path, fps: int = 8) -> Path:
-    """uint8 [T, 3, H, W] -> a lossless FFV1 video (RGB planes), decoded back bit-exact."""
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=fps)
-        stream.width, stream.height = int(frames.shape[3]), int(frames.shape[2])
-        stream.pix_fmt = "bgr0"
-        for frame in frames.permute(0, 2, 3, 1).contiguous().numpy():
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            for packet in stream.encode(video_frame.reformat(format="bgr0")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def export_synthvqa_task(suite, indices, out_dir, name: str = "synthvqa_local") -> Path:
-    """Write a local lmms-eval multiple-choice task of SynthVQA items ``indices`` to ``out_dir``.
-
-    Each item becomes a lossless video (``<name>_videos/item<i>.mkv``) and a JSONL row (video,
-    prompt, answer index, family). The task scores the option letters' log-likelihoods ("A".."D",
-    no delimiter) with ``acc``: the prediction is the letter with the highest log-probability at
-    the answer position, as ``vidpress eval`` scores. Use with ``--include_path out_dir``.
-    """
-    out_dir = Path(out_dir).resolve()
-    videos = out_dir / f"{name}_videos"
-    videos.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for index in indices:
-        item = suite[index]
-        video = write_lossless_video(item.frames, videos / f"item{index}.mkv")
-        rows.append(
-            {
-                "index": int(index),
-                "video": str(video),
-                "prompt": item.prompt(),
-                "answer": int(item.answer),
-                "family": item.family,
-            }
-        )
-    data = out_dir / f"{name}.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out_dir / f"{name}_utils.py").write_text(TASK_UTILS)
-    yaml = f"""task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_visual: !function {name}_utils.doc_to_visual
-doc_to_text: !function {name}_utils.doc_to_text
-doc_to_choice: ["A", "B", "C", "D"]
-doc_to_target: answer
-target_delimiter: ""
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 0
-"""
-    (out_dir / f"{name}.yaml").write_text(yaml)
-    return out_dir
+MODELS = {f.lmms_eval_model: model_class(f) for f in FAMILIES.values() if f.lmms_eval_model}
+MODEL_IDS = {model_id: cls.__name__ for model_id, cls in MODELS.items()}
+globals().update({cls.__name__: cls for cls in MODELS.values()})  # the manifests' class paths

@@ -6,7 +6,8 @@ published config sizes with random bf16 weights times like the real checkpoint (
     model = build_architecture("llava-onevision-7b", device="cuda")
     inputs = video_prompt(model, frames=32)        # one video prompt, pixels in the model's dtype
 
-Architectures (``ARCHITECTURES``):
+Architectures (``ARCHITECTURES``: every family's ``Family.architectures``, built from its
+``random_config``):
 - ``llava-onevision-7b``: SigLIP-so400m (26 layers, 384 px, 14 px patches, 27 x 27 patches,
   pooled 2 x 2 bilinear to 14 x 14 = 196 tokens per frame) + Qwen2-7B (28 layers, hidden 3584,
   28 heads / 4 KV heads, MLP 18944).
@@ -22,116 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import (
-    LlavaOnevisionConfig,
-    LlavaOnevisionForConditionalGeneration,
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-)
 
-from vidpress.metrics import model_specs as specs
-from vidpress.metrics.model_specs import LLMSpec
-
-
-def _text_sizes(spec: LLMSpec) -> dict:
-    """transformers text-config sizes of an LLM spec (the published sizes live in model_specs)."""
-    return dict(
-        hidden_size=spec.hidden,
-        intermediate_size=spec.mlp,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads,
-        rms_norm_eps=1e-6,
-        max_position_embeddings=32768,
-    )
-
-
-QWEN2_7B = _text_sizes(specs.QWEN2_7B)
-TINY_TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=20,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-)
-FAMILIES = ("llava_onevision", "qwen2_5_vl")
-
-
-def llava_onevision(tiny: bool):
-    """(model class, config) of LLaVA-OV-7B: SigLIP-so400m (26 layers, 384 px, 14 px patches)
-    + Qwen2-7B; ``tiny``: 2 vision layers of width 32 on 56 px frames, 20 decoder layers of 64."""
-    siglip = specs.SIGLIP_SO400M_OV
-    vision = dict(
-        model_type="siglip_vision_model",
-        hidden_size=siglip.hidden,
-        intermediate_size=siglip.mlp,
-        num_hidden_layers=siglip.layers,
-        num_attention_heads=siglip.heads,
-        image_size=siglip.image_size,
-        patch_size=siglip.patch_size,
-        vision_use_head=False,
-    )
-    text = dict(model_type="qwen2", vocab_size=152128, rope_theta=1e6, **QWEN2_7B)
-    if tiny:
-        vision.update(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
-        )
-        vision.update(image_size=56, patch_size=4)
-        text = dict(model_type="qwen2", vocab_size=152128, **TINY_TEXT)
-    config = LlavaOnevisionConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=151646,
-        video_token_id=151647,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-    )
-    return LlavaOnevisionForConditionalGeneration, config
-
-
-def qwen2_5_vl(tiny: bool):
-    """(model class, config) of Qwen2.5-VL-7B: 32-block ViT (window attention, full at
-    7/15/23/31) + 28-layer LLM; ``tiny``: 2 blocks of width 32, 20 decoder layers of 64."""
-    vit = specs.QWEN2_5_VL_VIT
-    vision = dict(
-        depth=vit.layers,
-        hidden_size=vit.hidden,
-        intermediate_size=vit.mlp,
-        num_heads=vit.heads,
-        out_hidden_size=specs.QWEN2_7B.hidden,
-        patch_size=vit.patch_size,
-        spatial_merge_size=2,
-        temporal_patch_size=vit.temporal_patch,
-        window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31],
-        tokens_per_second=2,
-    )
-    rope = {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}
-    text = dict(vocab_size=152064, rope_parameters=rope, **QWEN2_7B)
-    if tiny:
-        vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2)
-        vision.update(out_hidden_size=64, fullatt_block_indexes=[1])
-        rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6}
-        text = dict(vocab_size=152064, rope_parameters=rope, **TINY_TEXT)
-    config = Qwen2_5_VLConfig(
-        vision_config=vision,
-        text_config=dict(bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, **text),
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        vision_end_token_id=151653,
-    )
-    return Qwen2_5_VLForConditionalGeneration, config
+from vidpress.adapters.registry import FAMILIES, get_family
 
 
 def build(
     family: str, tiny: bool, device: str | torch.device, dtype: torch.dtype, attn: str = "sdpa"
 ):
-    """A randomly initialised model of ``family`` ("llava_onevision" or "qwen2_5_vl") in eval
-    mode, created directly on ``device`` in ``dtype`` with attention ``attn`` everywhere."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    cls, config = (llava_onevision if family == "llava_onevision" else qwen2_5_vl)(tiny)
+    """A randomly initialised model of ``family`` (its ``Family.random_config``) in eval mode,
+    created directly on ``device`` in ``dtype`` with attention ``attn`` everywhere."""
+    import transformers
+
+    family_ = get_family(family)
+    config = family_.random_config(tiny)
+    cls = getattr(transformers, family_.model_class)
     config._attn_implementation = attn
     for sub in (config.text_config, config.vision_config):
         sub._attn_implementation = attn
@@ -147,19 +52,18 @@ def build(
 
 
 def frame_size(family: str, tiny: bool) -> int:
-    """Default frame side in pixels: the vision tower's input size (Qwen: 448, 16 x 16 tokens)."""
-    if family == "llava_onevision":
-        return 56 if tiny else 384
-    return 112 if tiny else 448
+    """Default frame side in pixels of the family's random architecture."""
+    return get_family(family).frame_size(tiny)
 
 
 def prompts(family: str, model, frames: int, size: int, texts: list[tuple[int, int]], device):
     """A left-padded batch: one video per sample, text of (before, after) random tokens.
 
-    LLaVA-OV: ``frames`` frames of ``size`` px (the tower's image size). Qwen2.5-VL: ``frames``
-    frames (even) of ``size`` px (a multiple of 28), ``video_grid_thw`` and ``mm_token_type_ids``.
-    Floating inputs are in the model's dtype, everything on ``device``.
+    Each video is the family's ``random_video`` of ``frames`` frames of ``size`` px (LLaVA-OV: the
+    tower's image size; Qwen2.5-VL: even frames, a multiple of 28 px). Floating inputs are in the
+    model's dtype, everything on ``device``.
     """
+    family_ = get_family(family)
     g = torch.Generator().manual_seed(0)
     cfg = model.config
     dtype = model.dtype
@@ -169,17 +73,9 @@ def prompts(family: str, model, frames: int, size: int, texts: list[tuple[int, i
         return torch.randint(1000, 100000, (n,), generator=g).tolist()
 
     for before, after in texts:
-        if family == "llava_onevision":
-            side = -(-(cfg.vision_config.image_size // cfg.vision_config.patch_size) // 2)
-            video = [cfg.video_token_id] * (frames * side * side + 1)
-            pixels.append(torch.randn(1, frames, 3, size, size, generator=g))
-        else:
-            patch = cfg.vision_config.patch_size
-            t, h = frames // 2, size // patch
-            video = [cfg.vision_start_token_id] + [cfg.video_token_id] * (t * h * h // 4)
-            video.append(cfg.vision_end_token_id)
-            pixels.append(torch.randn(t * h * h, 3 * 2 * patch * patch, generator=g))
-            grids.append([t, h, h])
+        video, video_pixels, grid = family_.random_video(cfg, frames, size, g)
+        pixels.append(video_pixels)
+        grids.append(grid)
         rows.append(text(before) + video + text(after))
     width = max(map(len, rows))
     ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -187,10 +83,8 @@ def prompts(family: str, model, frames: int, size: int, texts: list[tuple[int, i
     for i, r in enumerate(rows):
         ids[i, width - len(r) :] = torch.tensor(r)
         mask[i, width - len(r) :] = 1
-    inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values_videos": torch.cat(pixels)}
-    if family != "llava_onevision":
-        inputs["video_grid_thw"] = torch.tensor(grids)
-        inputs["mm_token_type_ids"] = (ids == cfg.video_token_id).int() * 2
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    inputs.update(family_.video_inputs(cfg, ids, pixels, grids))
     return {
         k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()
     }
@@ -211,21 +105,19 @@ class Architecture:
 
     def tokens_per_frame(self, model) -> float:
         """Visual tokens per frame (Qwen2.5-VL: per frame, i.e. half a temporal patch)."""
-        cfg = model.config.vision_config
-        if self.family == "llava_onevision":
-            side = -(-(cfg.image_size // cfg.patch_size) // 2)
-            return side * side
-        side = self.frame_size // cfg.patch_size // cfg.spatial_merge_size
-        return side * side / cfg.temporal_patch_size
+        return get_family(self.family).tokens_per_frame(model.config, self.frame_size)
 
 
+#: every family's ``architectures``, by name: the full-size ones first
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
-    for a in (
-        Architecture("llava-onevision-7b", "llava_onevision", False, "SigLIP-so400m + Qwen2-7B"),
-        Architecture("qwen2.5-vl-7b", "qwen2_5_vl", False, "Qwen2.5-VL ViT + 7B LLM"),
-        Architecture("llava-onevision-tiny", "llava_onevision", True, "toy LLaVA-OV (CPU)"),
-        Architecture("qwen2.5-vl-tiny", "qwen2_5_vl", True, "toy Qwen2.5-VL (CPU)"),
+    for a in sorted(
+        (
+            Architecture(name, family.name, tiny, description)
+            for family in FAMILIES.values()
+            for name, (tiny, description) in family.architectures.items()
+        ),
+        key=lambda a: a.tiny,
     )
 }
 

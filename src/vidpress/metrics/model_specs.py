@@ -25,7 +25,6 @@ Facts checked against transformers 5.17 (configuration and modeling files) and t
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,15 +128,38 @@ QWEN2_5_VL_VIT = VisionSpec(
 )
 
 
-def _llava_projector(vision_hidden: int, hidden: int) -> tuple[tuple[int, int], ...]:
+def llava_projector(vision_hidden: int, hidden: int) -> tuple[tuple[int, int], ...]:
     """LLaVA's 2-layer MLP projector: vision_hidden -> d -> d."""
     return ((vision_hidden, hidden), (hidden, hidden))
 
 
-def _merger_projector(vision: VisionSpec, out_hidden: int) -> tuple[tuple[int, int], ...]:
+def merger_projector(vision: VisionSpec, out_hidden: int) -> tuple[tuple[int, int], ...]:
     """Qwen2.5-VL's patch merger: (merge^2 x hidden) -> same -> out_hidden."""
     merged = vision.hidden * vision.spatial_merge**2
     return ((merged, merged), (merged, out_hidden))
+
+
+def text_config_sizes(spec: LLMSpec) -> dict:
+    """transformers text-config sizes of an LLM spec (for the random architectures)."""
+    return dict(
+        hidden_size=spec.hidden,
+        intermediate_size=spec.mlp,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=32768,
+    )
+
+
+#: text-config sizes of the tiny random architectures (20 layers: the default inner layer 18 exists)
+TINY_TEXT_SIZES = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=20,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
@@ -145,7 +167,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         name="llava-onevision-7b",
         llm=QWEN2_7B,
         vision=SIGLIP_SO400M_OV,
-        projector=_llava_projector(1152, 3584),
+        projector=llava_projector(1152, 3584),
         frames=32,
         tokens_per_frame=196,
     ),
@@ -153,7 +175,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         name="llava-onevision-0.5b",
         llm=QWEN2_05B,
         vision=SIGLIP_SO400M_OV,
-        projector=_llava_projector(1152, 896),
+        projector=llava_projector(1152, 896),
         frames=32,
         tokens_per_frame=196,
     ),
@@ -161,7 +183,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         name="llava-video-7b",
         llm=QWEN2_7B,
         vision=SIGLIP_SO400M_OV,
-        projector=_llava_projector(1152, 3584),
+        projector=llava_projector(1152, 3584),
         frames=64,
         tokens_per_frame=169,
     ),
@@ -169,14 +191,25 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         name="qwen2.5-vl-7b",
         llm=QWEN2_7B,
         vision=QWEN2_5_VL_VIT,
-        projector=_merger_projector(QWEN2_5_VL_VIT, 3584),
+        projector=merger_projector(QWEN2_5_VL_VIT, 3584),
         frames=32,
         tokens_per_frame=128,
     ),
 }
 
-#: model_type values :func:`spec_from_config` understands.
-SUPPORTED_MODEL_TYPES = ("llava_onevision", "llava_next_video", "llava", "qwen2_5_vl")
+#: LLaVA-style model types :func:`spec_from_config` reads besides the families': tokens per
+#: frame from the g x g patch grid
+LLAVA_STYLE_POOLING = {
+    "llava_next_video": lambda config, grid: (grid // config.spatial_pool_stride) ** 2,
+    "llava": lambda config, grid: grid**2,
+}
+
+
+def supported_model_types() -> tuple[str, ...]:
+    """model_type values :func:`spec_from_config` understands (the families', LLaVA-style)."""
+    from vidpress.adapters.registry import MODEL_TYPES
+
+    return (*MODEL_TYPES, *LLAVA_STYLE_POOLING)
 
 
 def get_spec(model: str | ModelSpec) -> ModelSpec:
@@ -225,14 +258,15 @@ def _load_config(path_or_config: Any) -> tuple[Any, str]:
 
 
 def _check_model_type(model_type: str | None) -> None:
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if model_type not in supported_model_types():
         raise ValueError(
-            f"config model_type must be one of {', '.join(SUPPORTED_MODEL_TYPES)}, "
+            f"config model_type must be one of {', '.join(supported_model_types())}, "
             f"got {model_type!r}"
         )
 
 
-def _llm_from_text_config(text: Any) -> LLMSpec:
+def llm_from_text_config(text: Any) -> LLMSpec:
+    """The LLM spec of a transformers text config."""
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     return LLMSpec(
         layers=text.num_hidden_layers,
@@ -245,8 +279,9 @@ def _llm_from_text_config(text: Any) -> LLMSpec:
     )
 
 
-def _llava_family_spec(config: Any, name: str) -> ModelSpec:
-    """LLaVA-style: ViT (CLIP or SigLIP) + 2-layer projector, pooled per model type."""
+def llava_style_spec(config: Any, name: str, tokens_per_frame) -> ModelSpec:
+    """LLaVA-style: ViT (CLIP or SigLIP) + 2-layer projector; ``tokens_per_frame(grid)`` gives
+    the tokens per frame after the family's pooling of the g x g patch grid; 32 frames."""
     vcfg = config.vision_config
     vision = VisionSpec(
         layers=vcfg.num_hidden_layers,
@@ -257,61 +292,30 @@ def _llava_family_spec(config: Any, name: str) -> ModelSpec:
         image_size=vcfg.image_size,
         class_token=vcfg.model_type.startswith("clip"),
     )
-    llm = _llm_from_text_config(config.text_config)
-    grid = vision.grid
-    if config.model_type == "llava_onevision":
-        tokens_per_frame = math.ceil(grid / 2) ** 2
-    elif config.model_type == "llava_next_video":
-        tokens_per_frame = (grid // config.spatial_pool_stride) ** 2
-    else:
-        tokens_per_frame = grid**2
+    llm = llm_from_text_config(config.text_config)
     return ModelSpec(
         name=name,
         llm=llm,
         vision=vision,
-        projector=_llava_projector(vision.hidden, llm.hidden),
+        projector=llava_projector(vision.hidden, llm.hidden),
         frames=32,
-        tokens_per_frame=tokens_per_frame,
-    )
-
-
-def _qwen2_5_vl_spec(config: Any, name: str) -> ModelSpec:
-    """Qwen2.5-VL: windowed ViT + patch merger; frames assumed 448 x 448 (see module doc)."""
-    vcfg = config.vision_config
-    vision = VisionSpec(
-        layers=vcfg.depth,
-        hidden=vcfg.hidden_size,
-        heads=vcfg.num_heads,
-        mlp=vcfg.intermediate_size,
-        patch_size=vcfg.patch_size,
-        image_size=QWEN2_5_VL_VIT.image_size,
-        mlp_matrices=3,
-        channels=vcfg.in_channels,
-        temporal_patch=vcfg.temporal_patch_size,
-        spatial_merge=vcfg.spatial_merge_size,
-        window_patches=vcfg.window_size // vcfg.patch_size,
-        full_attention_layers=tuple(vcfg.fullatt_block_indexes),
-    )
-    tokens_per_group = vision.projector_tokens_per_group
-    return ModelSpec(
-        name=name,
-        llm=_llm_from_text_config(config.text_config),
-        vision=vision,
-        projector=_merger_projector(vision, vcfg.out_hidden_size),
-        frames=32,
-        tokens_per_frame=tokens_per_group // vision.temporal_patch,
+        tokens_per_frame=tokens_per_frame(vision.grid),
     )
 
 
 def spec_from_config(path_or_config: Any) -> ModelSpec:
     """Read a transformers config (path to config.json or its directory, dict, or config object).
 
-    Supported ``model_type``: ``llava_onevision``, ``llava_next_video``, ``llava`` (text_config +
-    vision_config) and ``qwen2_5_vl``. Defaults: 32 frames; tokens per frame from the pooling of the
-    family (OneVision: ceil(grid/2)^2, LLaVA-NeXT-Video: (grid // spatial_pool_stride)^2, LLaVA:
-    grid^2, Qwen2.5-VL at 448 x 448: 128). Override them in :func:`~vidpress.metrics.count_flops`.
+    Supported ``model_type``: the families' (``adapters.registry``; each family's ``flops_spec``,
+    e.g. OneVision: ceil(grid/2)^2 tokens per frame, Qwen2.5-VL at 448 x 448: 128) and the
+    LLaVA-style ``llava_next_video`` ((grid // spatial_pool_stride)^2) and ``llava`` (grid^2),
+    text_config + vision_config. Default: 32 frames. Override them in
+    :func:`~vidpress.metrics.count_flops`.
     """
+    from vidpress.adapters.registry import MODEL_TYPES
+
     config, name = _load_config(path_or_config)
-    if config.model_type == "qwen2_5_vl":
-        return _qwen2_5_vl_spec(config, name)
-    return _llava_family_spec(config, name)
+    if config.model_type in MODEL_TYPES:
+        return MODEL_TYPES[config.model_type].flops_spec(config, name)
+    pooling = LLAVA_STYLE_POOLING[config.model_type]
+    return llava_style_spec(config, name, lambda grid: pooling(config, grid))

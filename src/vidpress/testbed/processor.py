@@ -3,18 +3,22 @@
 The stock ``LlavaOnevisionProcessor`` needs torchvision (its video processor), which has no build
 next to the project's torch; this one resizes and normalises frames with plain torch and writes
 exactly ``frames x ceil(g/2)^2 + 1`` ``<video>`` placeholders (OV pools the g x g patch grid 2x2
-and appends one newline token per video).
+and appends one newline token per video). ``prepare_video`` is the testbed family's preprocessing
+(``adapters.llava_onevision.TestbedFamily``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from vidpress.adapters.inputs import Prepared, chat_template_errors
 
 from .convert_dinov2 import IMAGENET_MEAN, IMAGENET_STD, PATCH
 
@@ -165,3 +169,29 @@ def _left_pad(rows: list[list[int]], pad: int) -> dict[str, torch.Tensor]:
         ids[i, length - len(r) :] = torch.tensor(r, dtype=torch.long)
         mask[i, length - len(r) :] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def prepare_video(loaded, info, question: str, count: int) -> Prepared:
+    """``count`` frames of ``info``'s file and ``question`` as testbed inputs: frames uniformly over
+    the file, shorter side scaled and centre-cropped (``video.decode_clip``, what SynthVQA feeds
+    it), then ``TestbedProcessor`` (``loaded.processor``)."""
+    from vidpress.testbed.video import decode_clip
+
+    spec = loaded.processor.spec
+    t0 = time.perf_counter()
+    clip = decode_clip(info.path, size=spec.frames_px, max_frames=count)
+    decode_seconds = time.perf_counter() - t0
+    with chat_template_errors(loaded):
+        inputs = loaded.processor(clip.frames, question)
+    side = math.ceil(spec.grid / 2)
+    return Prepared(
+        inputs=inputs,
+        info=info,
+        frames=clip.frames,
+        frame_indices=list(clip.source_indices),
+        grid=(side, side),
+        resolution=(spec.frames_px, spec.frames_px),
+        question=question,
+        prompt_tokens=int(inputs["input_ids"].shape[1]),
+        decode_seconds=decode_seconds,
+    )
