@@ -13,11 +13,12 @@ from vidpress.provenance import provenance
 
 def check_testbed_dir(model_dir) -> None:
     """ValueError naming ``model_dir`` (--model) unless it is a testbed folder whose files load
-    (``inference.check_checkpoint_files``)."""
-    from vidpress.inference import check_checkpoint_files
+    (``loading.check_checkpoint_files``)."""
+    from vidpress.adapters.llava_onevision import TestbedFamily
+    from vidpress.loading import check_checkpoint_files
 
     family, _ = check_checkpoint_files(model_dir)
-    if family != "testbed":
+    if family != TestbedFamily.name:
         raise ValueError(
             f"--model must be a testbed folder (written by vidpress testbed build), {model_dir} "
             f"holds a {family} checkpoint"
