@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from vidpress.cli import main
-from vidpress.metrics import bench
 from vidpress.metrics.architectures import ARCHITECTURES, build_architecture, video_prompt
+from vidpress.metrics.bench.config import BenchConfig
+from vidpress.metrics.bench.measure import run_bench
+from vidpress.metrics.bench.targets import evaluate_bars
 from vidpress.metrics.latency import Clock, decode_speed, prefill_phases, summarize, time_call
 from vidpress.presses.settings import grid_settings, make_press, parse_retention
 
@@ -64,7 +66,7 @@ def test_bench_tiny_cpu_run_writes_json_markdown_and_png(tmp_path, capsys):
 
 
 def test_bench_tiny_qwen_runs():
-    config = bench.BenchConfig(
+    config = BenchConfig(
         model="qwen2.5-vl-tiny",
         device="cpu",
         frames=4,
@@ -75,7 +77,7 @@ def test_bench_tiny_qwen_runs():
         decode_tokens=2,
         vision_check=False,
     )
-    report = bench.run_bench(config, log=lambda text: None)
+    report = run_bench(config, log=lambda text: None)
     unified = report["rows"][1]
     assert unified["tokens_in"] == 2 * 16 and unified["kept_outer"] == 1
     assert report["model"]["family"] == "qwen2_5_vl"
@@ -168,11 +170,11 @@ def test_bars_from_a_report():
             {"frames": 256, "process_ms": {"median": 60.0}, "compress_extra_mib": 1500.0},
         ],
     }
-    bars = {b["bar"]: b for b in bench.evaluate_bars(report)}
+    bars = {b["bar"]: b for b in evaluate_bars(report)}
     assert [b["met"] for b in bars.values()] == [True, True, True, True, True, False, True]
     assert bars["LLM prefill speed-up, 100% / 2%/1%"]["measured"] == pytest.approx(700 / 30)
     assert bars["unified process / FastVID process at 2% (same run)"]["measured"] == 0.5
-    assert bench.evaluate_bars({"rows": []})[0]["met"] is None
+    assert evaluate_bars({"rows": []})[0]["met"] is None
 
 
 def test_latency_helpers_on_cpu():

@@ -21,6 +21,9 @@ import tiny_models as tm
 from test_run_cli import _tokenizer, save_tiny
 from vidpress import cli, loading, video_io
 from vidpress import inference as inf
+from vidpress.commands import arguments
+from vidpress.commands import flops as flops_command
+from vidpress.commands import run as run_command
 from vidpress.integrations.synthvqa_task import write_lossless_video
 from vidpress.testbed.build import INFO_FILE
 from vidpress.testbed.processor import FrameSpec, TestbedProcessor
@@ -293,7 +296,7 @@ def test_output_folders_are_checked_before_the_job(dirs, clip, tmp_path, capsys,
     error_line(["eval", "--out-dir", target], capsys, "--out-dir", "is not a folder")
     error_line(["bench", "--out", target / "prefix"], capsys, "--out", "is not a folder")
     error_line(["testbed", "build", target], capsys, "DIR", "is not a folder")
-    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(arguments.os, "access", lambda path, mode: False)
     error_line(
         [*viz, "--out", tmp_path / "new"], capsys, "--out", f"folder {tmp_path} is not writable"
     )
@@ -306,7 +309,7 @@ def test_missing_video_and_os_errors(dirs, tmp_path, capsys, monkeypatch):
     def unwritable(args):
         raise PermissionError(13, "Permission denied", str(tmp_path / "x.json"))
 
-    monkeypatch.setattr(inf, "run_command", unwritable)
+    monkeypatch.setattr(run_command, "main", unwritable)
     error_line(run_args("m", "v"), capsys, "Permission denied", tmp_path / "x.json")
 
 
@@ -314,7 +317,7 @@ def test_multi_line_messages_become_one_line(monkeypatch, capsys):
     def fail(args):
         raise ValueError("first line\n  second line")
 
-    monkeypatch.setattr(inf, "run_command", fail)
+    monkeypatch.setattr(run_command, "main", fail)
     assert error_line(run_args("m", "v"), capsys) == "vidpress: error: first line second line"
 
 
@@ -322,7 +325,7 @@ def test_bugs_keep_their_traceback(monkeypatch):
     def bug(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(inf, "run_command", bug)
+    monkeypatch.setattr(run_command, "main", bug)
     with pytest.raises(KeyError, match="a bug"):
         cli.main(run_args("m", "v"))
 
@@ -334,11 +337,11 @@ def test_interrupt_prints_one_line_and_exits_130(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inf, "run_command", interrupted)
+    monkeypatch.setattr(run_command, "main", interrupted)
     assert cli.main(run_args("m", "v")) == 130
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "vidpress: interrupted\n")
-    monkeypatch.setattr(cli, "count_flops", interrupted)
+    monkeypatch.setattr(flops_command, "count_flops", interrupted)
     assert cli.main(["flops"]) == 130
     assert capsys.readouterr().err == "vidpress: interrupted\n"
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vidpress.evaluation import command as E
+from vidpress.commands import eval as E
 from vidpress.evaluation import configs as C
 from vidpress.evaluation import report as R
 from vidpress.evaluation import runner as Run

