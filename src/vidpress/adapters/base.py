@@ -107,6 +107,18 @@ class VideoAdapter:
         types = getattr(self.language_model.config, "layer_types", None)
         return list(types) if types else ["full_attention"] * len(self.decoder_layers)
 
+    @property
+    def vision_tower(self) -> nn.Module:
+        """The model's vision encoder (the module whose attention implementation the naive
+        scores switch to eager)."""
+        raise NotImplementedError(f"{type(self).__name__} must give its vision_tower")
+
+    def naive_scores(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(video features, [frames, tokens] scores) the naive way: the tower with
+        ``output_attentions`` on eager attention, the scored layer's map averaged over heads and
+        queries; ``vidpress bench``'s reference for the adapter's fused scores."""
+        raise NotImplementedError(f"{type(self).__name__} has no naive score path")
+
     def decoder_attention(self, layer: int) -> nn.Module:
         """The self-attention module of decoder layer ``layer``."""
         return self.decoder_layers[layer].self_attn

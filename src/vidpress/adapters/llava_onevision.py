@@ -97,7 +97,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
         and strided adds. A forward hook on the embeddings returns them contiguous (the same
         values); it is removed with the press.
         """
-        tower = self.model.model.vision_tower
+        tower = self.vision_tower
         for path in ("vision_model.embeddings", "embeddings"):
             try:
                 embeddings = tower.get_submodule(path)
@@ -105,6 +105,21 @@ class LlavaOnevisionAdapter(VideoAdapter):
                 continue
             return [embeddings.register_forward_hook(_contiguous_output)]
         return []
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.model.model.vision_tower
+
+    def naive_scores(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        base, cfg = self.model.model, self.model.config
+        pixels = inputs[self.video_input].flatten(0, 1)
+        out = self.vision_tower(pixels, output_hidden_states=True, output_attentions=True)
+        layer, strategy = cfg.vision_feature_layer, cfg.vision_feature_select_strategy
+        index = scored_layer(layer, len(out.attentions))
+        features = base.multi_modal_projector(selected_features(out.hidden_states, layer, strategy))
+        scores = out.attentions[index].float().mean(dim=(1, 2))  # [F, L]
+        side = cfg.vision_config.image_size // cfg.vision_config.patch_size
+        return base.apply_pooling(features), _pool(scores[..., None], side)[..., 0]
 
     def _feature_layer(self, kwargs: dict) -> tuple[int | list[int], str]:
         cfg = self.model.config
@@ -117,7 +132,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
 
     def _scored_attention(self, feature_layer: int | list[int]) -> tuple[nn.Module, nn.Module]:
         """The (query, key) projections of the vision layer whose output feeds the projector."""
-        tower = self.model.model.vision_tower
+        tower = self.vision_tower
         layers = None
         for path in ("encoder.layers", "encoder.layer", "vision_model.encoder.layers"):
             try:

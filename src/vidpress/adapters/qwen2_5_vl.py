@@ -17,6 +17,7 @@ architectures and lmms-eval model.
 from __future__ import annotations
 
 import torch
+from torch import nn
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     apply_rotary_pos_emb,
     apply_rotary_pos_emb_vision,
@@ -109,10 +110,27 @@ class Qwen2_5_VLAdapter(VideoAdapter):
                 self._add_scores(videos, captured, grid_thw, need)
         return Prompt(embeds, videos, span, self._positions(kwargs, mask))
 
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.model.model.visual
+
+    def naive_scores(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.vision_tower(
+            inputs[self.video_input], grid_thw=inputs["video_grid_thw"], output_attentions=True
+        )
+        maps = out.attentions[-1] if out.attentions else None
+        if not isinstance(maps, torch.Tensor) or maps.dim() < 3:
+            raise RuntimeError(
+                f"{type(self.vision_tower).__name__} returns no attention maps with "
+                "output_attentions (its attention layers drop them), so the naive path does not "
+                "exist here"
+            )
+        return out.pooler_output, maps.float().mean(dim=(-3, -2))
+
     def _add_scores(
         self, videos: list[VideoInput], captured: dict, grid_thw, need: set[str]
     ) -> None:
-        visual = self.model.model.visual
+        visual = self.vision_tower
         attn = visual.blocks[-1].attn
         qkv = captured["qkv"]  # [S, 3 * C], window order
         q, k, _ = qkv.view(qkv.shape[0], 3, attn.num_heads, -1).unbind(1)  # [S, H, d]

@@ -8,9 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vidpress.presses import PRESSES, UnifiedPress, press_name
-
-DEFAULT_PRESS = press_name(UnifiedPress)  # the paper's method
+from vidpress.presses import PAPER_PRESS, PRESSES
 
 
 def check_output_dir(path, argument: str) -> None:
@@ -30,8 +28,8 @@ def press_arguments(parser: argparse.ArgumentParser) -> None:
     """--press, --retention, --param: shared by run and viz."""
     parser.add_argument(
         "--press",
-        default=DEFAULT_PRESS,
-        help=f"none or one of {', '.join(PRESSES)} (default: {DEFAULT_PRESS})",
+        default=PAPER_PRESS,
+        help=f"none or one of {', '.join(PRESSES)} (default: {PAPER_PRESS})",
     )
     parser.add_argument(
         "--retention",

@@ -14,7 +14,7 @@ from vidpress.metrics.flops import (
     FlopsBreakdown,
     count_flops,
 )
-from vidpress.metrics.model_specs import MODEL_SPECS
+from vidpress.metrics.model_specs import MODEL_SPECS, PAPER_MODEL
 from vidpress.presses import PRESSES
 from vidpress.presses.settings import make_press, with_options
 
@@ -25,7 +25,7 @@ DESCRIPTION = "Analytic FLOPs (prefill + decoding) of a Video-LLM under a token 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default="llava-onevision-7b",
+        default=PAPER_MODEL,
         help=f"one of {', '.join(MODEL_SPECS)}, or a path to a config.json or its directory",
     )
     parser.add_argument(

@@ -16,13 +16,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from vidpress.presses import PRESSES, UnifiedPress, press_name
+from vidpress.presses import PAPER_PRESS, PRESSES, UnifiedPress
 from vidpress.presses.settings import PressSettings, grid_settings, make_press, parse_settings
 
 UNCOMPRESSED = "none"
 RETENTIONS = ("10/5", "5/2.5", "2/1", "1/0.5")
 ABLATION_RETENTION = "2"
-PAPER_PRESS = press_name(UnifiedPress)  # the paper's method: its w/o-merging row and Table 5
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ import torch
 
 from vidpress.adapters.family import Family
 from vidpress.adapters.registry import FAMILIES
+from vidpress.presses import PAPER_PRESS
 
 PRESS_KEYS = ("press", "retention")
 RESERVED = {"batch_size", "max_batch_size"}
@@ -101,7 +102,7 @@ class _VidpressLMM(_lmms_base()):
     def __init__(
         self,
         pretrained: str,
-        press: str = "unified",
+        press: str = PAPER_PRESS,
         retention: float | None = None,
         num_frames: int | None = None,
         fps: float | None = None,

@@ -52,7 +52,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from vidpress.functional._checks import check_choice, check_int
-from vidpress.metrics.model_specs import LLMSpec, ModelSpec, VisionSpec, get_spec
+from vidpress.metrics.model_specs import PAPER_MODEL, LLMSpec, ModelSpec, VisionSpec, get_spec
 from vidpress.presses import BasePress, InnerStage, press_name
 from vidpress.presses.settings import make_press
 
@@ -347,7 +347,7 @@ def _llm_flops(llm: LLMSpec, inputs: FlopsInputs, plan: TokenPlan) -> tuple[Laye
 
 
 def count_flops(
-    model: str | ModelSpec = "llava-onevision-7b",
+    model: str | ModelSpec = PAPER_MODEL,
     *,
     press: BasePress | str | None = None,
     frames: int | None = None,

@@ -162,6 +162,9 @@ TINY_TEXT_SIZES = dict(
 )
 
 
+#: the paper's main model: the default of ``vidpress flops`` and ``bench``, and the bars' model
+PAPER_MODEL = "llava-onevision-7b"
+
 MODEL_SPECS: dict[str, ModelSpec] = {
     "llava-onevision-7b": ModelSpec(
         name="llava-onevision-7b",

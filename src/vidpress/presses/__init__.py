@@ -26,6 +26,10 @@ PRESSES: dict[str, type[BasePress]] = {
 }
 
 
+#: the paper's method (its bars, ablations and the commands' default press)
+PAPER_PRESS = "unified"
+
+
 def press_name(press: BasePress | type[BasePress]) -> str:
     """The short name of a press or press class in ``PRESSES`` (its class name if not there)."""
     cls = press if isinstance(press, type) else type(press)
@@ -33,6 +37,7 @@ def press_name(press: BasePress | type[BasePress]) -> str:
 
 
 __all__ = [
+    "PAPER_PRESS",
     "PRESSES",
     "BasePress",
     "FastVIDPress",

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vidpress.metrics.architectures import get_architecture
+from vidpress.metrics.architectures import ARCHITECTURES, get_architecture
+from vidpress.metrics.model_specs import PAPER_MODEL
 from vidpress.presses import (
     FastVIDPress,
     FastVPress,
@@ -35,8 +36,7 @@ PRESS_ORDER = tuple(
     )
 )
 SWEEP_RETENTION = 0.02
-TARGET = press_name(UnifiedPress)  # the paper's method: its bars, sweep and profiles
-REFERENCE = press_name(FastVIDPress)  # the stage-1 speed the target's bar compares with
+REFERENCE = press_name(FastVIDPress)  # the stage-1 speed the paper's method's bar compares with
 GIB = 2**30
 MIB = 2**20
 
@@ -45,7 +45,7 @@ MIB = 2**20
 class BenchConfig:
     """What one ``vidpress bench`` run measures."""
 
-    model: str = "llava-onevision-7b"
+    model: str = PAPER_MODEL
     device: str = "auto"
     frames: int = 32
     size: int | None = None
@@ -75,7 +75,7 @@ def resolve_device(config: BenchConfig) -> torch.device:
     else:
         device = torch.device(config.device)
     if not arch.tiny and device.type != "cuda":
-        tiny = ", ".join(n for n in ("llava-onevision-tiny", "qwen2.5-vl-tiny"))
+        tiny = ", ".join(name for name, a in ARCHITECTURES.items() if a.tiny)
         raise ValueError(
             f"model {config.model} is a full-size architecture and needs a CUDA GPU (no CUDA "
             f"device here); on a CPU run a tiny one: {tiny}"

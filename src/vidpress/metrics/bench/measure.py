@@ -16,7 +16,6 @@ from vidpress.metrics.architectures import get_architecture, video_prompt
 from vidpress.metrics.bench.config import (
     GIB,
     REFERENCE,
-    TARGET,
     BenchConfig,
     check_config,
     resolve_device,
@@ -42,6 +41,7 @@ from vidpress.metrics.latency import (
     time_to_first_token,
 )
 from vidpress.metrics.model_specs import spec_from_config
+from vidpress.presses import PAPER_PRESS
 from vidpress.presses.settings import grid_settings, make_press
 from vidpress.provenance import provenance
 
@@ -145,7 +145,7 @@ def run_bench(
     log(f"bench {arch.name} on {report['device']}: {report['model']['prompt_tokens']} tokens")
     with torch.no_grad():  # global warm-up (kernels, allocator, the host): 2 decodes
         model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
-        warm_press = make_press(grid_settings(TARGET, "2/1"), layers)
+        warm_press = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
         with warm_press(model):
             model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
     floors = None
@@ -185,7 +185,7 @@ def run_bench(
             big = video_prompt(model, arch.family, max(config.sweep_frames), size, (14, 20), device)
             report["profile_sweep"] = profile_compression(model, big, device)
             del big
-        unified2 = make_press(grid_settings(TARGET, "2/1"), layers)
+        unified2 = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
         report["profile_breakdown"] = timing_breakdown(model, inputs, unified2, device)
         fastvid = make_press(grid_settings(REFERENCE, "2"), layers)
         report["profile_breakdown_fastvid"] = timing_breakdown(model, inputs, fastvid, device)
@@ -194,7 +194,7 @@ def run_bench(
             report["profile_breakdown_sweep"] = timing_breakdown(model, big, unified2, device, 2)
             del big
         report["profile_decode_vanilla"] = profile_decode(model, inputs, None, device)
-        unified = make_press(grid_settings(TARGET, "2/1"), layers)
+        unified = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
         report["profile_decode_unified"] = profile_decode(model, inputs, unified, device)
         save(report)
     report["bars"] = report_bars(report)

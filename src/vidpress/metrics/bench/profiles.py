@@ -8,7 +8,7 @@ import contextlib
 import torch
 
 from vidpress.adapters.base import Timer
-from vidpress.adapters.registry import get_adapter
+from vidpress.adapters.registry import ADAPTERS, get_adapter
 from vidpress.metrics.architectures import video_prompt
 from vidpress.metrics.bench.config import MIB, SWEEP_RETENTION, BenchConfig
 from vidpress.metrics.latency import (
@@ -129,8 +129,7 @@ BREAKDOWN_TARGETS = (
     ("vidpress.functional.dpc_knn", "nearest"),
     ("vidpress.functional.similarity", "_admit_block"),
     ("vidpress.functional.similarity", "_below_tau"),
-    ("vidpress.adapters.llava_onevision", "LlavaOnevisionAdapter._add_scores"),
-    ("vidpress.adapters.qwen2_5_vl", "Qwen2_5_VLAdapter._add_scores"),
+    *((a.__module__, f"{a.__name__}._add_scores") for a in ADAPTERS.values()),
 )
 
 

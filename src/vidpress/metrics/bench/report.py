@@ -8,8 +8,9 @@ import math
 
 from vidpress.metrics.bench.config import SWEEP_RETENTION
 from vidpress.metrics.bench.plot import plot
-from vidpress.metrics.bench.targets import BAR_MODEL, find_row, median_of
+from vidpress.metrics.bench.targets import find_row, median_of
 from vidpress.metrics.floors import floors_markdown
+from vidpress.metrics.model_specs import PAPER_MODEL
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -164,11 +165,11 @@ def markdown(report: dict) -> str:
     if bars:
         lines += [
             "",
-            f"## Bars (issue: {BAR_MODEL}, 32 frames x 196 tokens, one H100)",
+            f"## Bars (issue: {PAPER_MODEL}, 32 frames x 196 tokens, one H100)",
             "",
         ]
-        if m["name"] != BAR_MODEL:
-            lines += [f"(Measured on {m['name']}; the bars are set for {BAR_MODEL}.)", ""]
+        if m["name"] != PAPER_MODEL:
+            lines += [f"(Measured on {m['name']}; the bars are set for {PAPER_MODEL}.)", ""]
         lines += ["| bar | target | measured | met |", "|---|---|---|---|"]
         for b in bars:
             met = {True: "yes", False: "NO", None: "not measured"}[b["met"]]

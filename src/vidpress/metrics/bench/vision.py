@@ -20,41 +20,10 @@ from vidpress.metrics.latency import (
 )
 
 
-def _naive_scores(model, inputs: dict):
-    """The naive way to the vision scores: the tower on eager attention with
-    ``output_attentions``, the scored layer's map averaged over heads and queries."""
-    base = model.model
-    if hasattr(base, "vision_tower"):
-        from vidpress.adapters.llava_onevision import _pool, scored_layer, selected_features
-
-        cfg = model.config
-        pixels = inputs["pixel_values_videos"]
-        out = base.vision_tower(
-            pixels.flatten(0, 1), output_hidden_states=True, output_attentions=True
-        )
-        layer, strategy = cfg.vision_feature_layer, cfg.vision_feature_select_strategy
-        index = scored_layer(layer, len(out.attentions))
-        features = base.multi_modal_projector(selected_features(out.hidden_states, layer, strategy))
-        features = base.apply_pooling(features)
-        scores = out.attentions[index].float().mean(dim=(1, 2))  # [F, L]
-        side = cfg.vision_config.image_size // cfg.vision_config.patch_size
-        return features, _pool(scores[..., None], side)[..., 0]
-    out = base.visual(
-        inputs["pixel_values_videos"], grid_thw=inputs["video_grid_thw"], output_attentions=True
-    )
-    maps = out.attentions[-1] if out.attentions else None
-    if not isinstance(maps, torch.Tensor) or maps.dim() < 3:
-        raise RuntimeError(
-            f"{type(base.visual).__name__} returns no attention maps with output_attentions "
-            "(its attention layers drop them), so the naive path does not exist here"
-        )
-    return out.pooler_output, maps.float().mean(dim=(-3, -2))
-
-
 @contextlib.contextmanager
-def _eager_vision(model):
+def _eager_vision(adapter):
     """The vision tower on eager attention inside the block."""
-    first = model.model.vision_tower if hasattr(model.model, "vision_tower") else model.model.visual
+    first = adapter.vision_tower
     old = first.config._attn_implementation
     first.config._attn_implementation = "eager"
     try:
@@ -97,9 +66,9 @@ def vision_check(model, inputs: dict, clock: Clock, config: BenchConfig, device)
         )
         out["checks"] = _vision_checks(model, adapter, inputs, mask, device)
         try:
-            with _eager_vision(model), peak_memory(device) as naive_memory:
+            with _eager_vision(adapter), peak_memory(device) as naive_memory:
                 out["naive_ms"] = summarize(
-                    time_call(lambda: _naive_scores(model, inputs), clock, warm, reps)
+                    time_call(lambda: adapter.naive_scores(inputs), clock, warm, reps)
                 )
             out["naive_extra_mib"] = (
                 None if naive_memory["extra_bytes"] is None else naive_memory["extra_bytes"] / MIB
