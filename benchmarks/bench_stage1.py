@@ -16,10 +16,12 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from vidpress import functional as F
+from vidpress.metrics.latency import Clock, time_call
 
 
 def synthetic_video(frames: int, per_frame: int, dim: int, device: str, seed: int = 0):
@@ -35,26 +37,23 @@ def synthetic_video(frames: int, per_frame: int, dim: int, device: str, seed: in
 
 def time_method(name, tokens, scores, retention, repeats, warmup):
     """Median and spread of CUDA-event times (ms) and the extra peak memory (MB)."""
+
+    def call():
+        return F.compress_video_tokens(name, tokens, scores, retention=retention)
+
     for _ in range(warmup):
-        F.compress_video_tokens(name, tokens, scores, retention=retention)
+        call()
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        res = F.compress_video_tokens(name, tokens, scores, retention=retention)
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
+    times = time_call(call, Clock("cuda"), 0, repeats)
     return {
         "method": name,
         "frames": tokens.shape[0],
         "tokens_per_frame": tokens.shape[1],
         "dim": tokens.shape[2],
         "retention": retention,
-        "kept": len(res),
+        "kept": len(call()),
         "median_ms": statistics.median(times),
         "min_ms": min(times),
         "max_ms": max(times),
@@ -84,17 +83,21 @@ def main(argv=None):
             row = time_method(name, tokens, scores, args.retention, args.repeats, args.warmup)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    write_report("benchmarks/bench_stage1.py", argv, rows, args.out)
+
+
+def write_report(script: str, argv: list[str], rows: list[dict], out: str | None) -> None:
+    """The rows with the command, GPU, versions and date, as JSON at ``out`` (if given)."""
     report = {
-        "command": " ".join(["python benchmarks/bench_stage1.py", *argv]),
+        "command": " ".join([f"python {script}", *argv]),
         "gpu": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
         "results": rows,
     }
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
 from vidpress import functional as F
+from vidpress.metrics.latency import Clock, time_call
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_stage1 import synthetic_video  # noqa: E402
+from bench_stage1 import synthetic_video, write_report  # noqa: E402
 
 TEXT_BEFORE, TEXT_AFTER = 14, 20  # prompt tokens around the video
 
@@ -91,22 +90,6 @@ def official_inputs(tokens, scores, frame_features, retention):
     return state, kwargs
 
 
-def cuda_times(fn, repeats: int, warmup: int) -> list[float]:
-    """CUDA-event milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return times
-
-
 def summary(times: list[float]) -> dict:
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
 
@@ -124,7 +107,7 @@ def compare(official, frames, per_frame, dim, retention, repeats, warmup) -> dic
             "fastvid", tokens, scores, retention=retention, frame_features=frame_features
         )
 
-    vidpress_times = cuda_times(run_vidpress, repeats, warmup)
+    vidpress_times = time_call(run_vidpress, Clock("cuda"), warmup, repeats)
     row = {
         "frames": frames,
         "tokens_per_frame": per_frame,
@@ -134,7 +117,7 @@ def compare(official, frames, per_frame, dim, retention, repeats, warmup) -> dic
         "repeats": repeats,
     }
     try:
-        official_times = cuda_times(run_official, repeats, warmup)
+        official_times = time_call(run_official, Clock("cuda"), warmup, repeats)
     except (IndexError, RuntimeError) as err:  # e.g. no context slot left at 1%
         return {**row, "official": {"error": f"{type(err).__name__}: {err}"}}
     _, keep = run_official()
@@ -181,16 +164,7 @@ def main(argv=None):
             )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {
-        "command": " ".join(["python benchmarks/stage1_official.py", *argv]),
-        "gpu": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-        "results": rows,
-    }
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+    write_report("benchmarks/stage1_official.py", argv, rows, args.out)
 
 
 if __name__ == "__main__":

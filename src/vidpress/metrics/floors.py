@@ -24,6 +24,7 @@ from vidpress.metrics.flops import (
     projector_flops,
     vision_tower_flops,
 )
+from vidpress.metrics.latency import Clock, time_call
 from vidpress.metrics.model_specs import ModelSpec
 
 COPY_BYTES = 2**31  # 2 GiB, read and written once per copy
@@ -42,31 +43,18 @@ class DevicePeaks:
         return asdict(self)
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
-
-
 def measure_peaks(device: torch.device, repeats: int = 10) -> DevicePeaks:
     """Copy bandwidth and bf16 matmul rate of a CUDA ``device``."""
     if torch.device(device).type != "cuda":
         raise ValueError(f"measure_peaks needs a CUDA device, got {device}")
+    clock = Clock(device)
     with torch.cuda.device(device):
         src = torch.empty(COPY_BYTES, dtype=torch.uint8, device=device)
         dst = torch.empty_like(src)
-        copy_ms = _median_ms(lambda: dst.copy_(src), repeats)
+        copy_ms = statistics.median(time_call(lambda: dst.copy_(src), clock, 1, repeats))
         a = torch.randn(MATMUL_SIDE, MATMUL_SIDE, dtype=torch.bfloat16, device=device)
         b = torch.randn_like(a)
-        matmul_ms = _median_ms(lambda: a @ b, repeats)
+        matmul_ms = statistics.median(time_call(lambda: a @ b, clock, 1, repeats))
     return DevicePeaks(
         bandwidth_bytes_s=2 * COPY_BYTES / (copy_ms / 1000),
         bf16_flops_s=2 * MATMUL_SIDE**3 / (matmul_ms / 1000),
