@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from vidpress import functional as F
 from vidpress.functional.budgets import send_plan
+from vidpress.functional.merging import one_hot_sums
 from vidpress.functional.similarity import true_indices
 
 
@@ -153,6 +154,40 @@ def test_group_mean_is_the_weighted_mean(m, groups, seed):
         if member.any():
             expected = (x[member] * w[member, None]).sum(0) / w[member].sum()
             torch.testing.assert_close(means[grp], expected)
+
+
+def _unweighted_means(x: torch.Tensor, labels: torch.Tensor, groups: int) -> list:
+    """Each group's float32 mean of ``x``'s rows (None for an empty group), by a loop."""
+    return [x[labels == g].float().mean(0) if (labels == g).any() else None for g in range(groups)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_mean_unweighted(dtype):
+    """The CPU twin of the GPU test below: every row of a group counts once."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 16, generator=g).to(dtype)
+    labels = torch.randint(-1, 7, (300,), generator=g)
+    means, count = F.group_mean(x, labels, 7)
+    for grp, expected in enumerate(_unweighted_means(x, labels, 7)):
+        assert float(count[grp]) == float((labels == grp).sum())
+        if expected is not None:
+            torch.testing.assert_close(means[grp], expected.to(dtype))  # dtype's tolerance
+
+
+@pytest.mark.gpu
+def test_group_mean_one_hot_path_on_cuda():
+    """bf16 rows on CUDA are summed by a one-hot product (``one_hot_sums``): the same means as
+    the float32 loop, and the same sums as ``index_add_`` to float32 rounding."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(12_000, 256, generator=g).to("cuda", torch.bfloat16)
+    labels = torch.randint(-1, 50, (12_000,), generator=g).cuda()
+    means, count = F.group_mean(x, labels, 50)
+    for grp, expected in enumerate(_unweighted_means(x, labels, 50)):
+        assert float(count[grp]) == float((labels == grp).sum())
+        torch.testing.assert_close(means[grp], expected.to(torch.bfloat16))
+    spare = torch.where(labels >= 0, labels, 50)
+    sums = torch.zeros(51, 256, device="cuda").index_add_(0, spare, x.float())
+    torch.testing.assert_close(one_hot_sums(x, spare, 51), sums, rtol=1e-5, atol=1e-4)
 
 
 def test_sequential_pairwise_mean_equals_the_loop():
