@@ -315,10 +315,8 @@ class LlavaOnevisionFamily(Family):
             **specs.text_config_sizes(specs.QWEN2_7B),
         )
         if tiny:
-            vision.update(
-                hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
-            )
-            vision.update(image_size=56, patch_size=4)
+            vision.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
+            vision.update(num_attention_heads=2, image_size=56, patch_size=4)
             text = dict(model_type="qwen2", vocab_size=152128, **specs.TINY_TEXT_SIZES)
         return LlavaOnevisionConfig(
             vision_config=vision,
@@ -339,8 +337,7 @@ class LlavaOnevisionFamily(Family):
 
     def random_video(self, config, frames: int, size: int, generator: torch.Generator):
         """``frames`` frames of ``size`` px (the tower's image size)."""
-        side = -(-(config.vision_config.image_size // config.vision_config.patch_size) // 2)
-        video = [config.video_token_id] * (frames * side * side + 1)
+        video = [config.video_token_id] * (frames * self.tokens_per_frame(config, size) + 1)
         return video, torch.randn(1, frames, 3, size, size, generator=generator), None
 
 
@@ -392,15 +389,7 @@ class TestbedFamily(LlavaOnevisionFamily):
             image_size=v.image_size,
             class_token=True,
         )
-        llm = specs.LLMSpec(
-            layers=t.num_hidden_layers,
-            hidden=t.hidden_size,
-            heads=t.num_attention_heads,
-            kv_heads=t.num_key_value_heads,
-            head_dim=getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads,
-            mlp=t.intermediate_size,
-            vocab=t.vocab_size,
-        )
+        llm = specs.llm_from_text_config(t)
         return specs.ModelSpec(
             name=f"testbed ({name})",
             llm=llm,
