@@ -19,6 +19,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from vidpress import functional as F
+from vidpress.presses import STAGE1_PRESSES
 
 pytestmark = pytest.mark.usefixtures("tiny_cpu")
 
@@ -155,7 +156,7 @@ def cases(draw):
     return dtype, frames, grid, budget, exponent, static, draw(st.integers(0, 2**16))
 
 
-@pytest.mark.parametrize("name", F.STAGE1_METHODS)
+@pytest.mark.parametrize("name", STAGE1_PRESSES)
 @settings(max_examples=20, deadline=None)
 @given(case=cases())
 def test_every_dtype_and_norm_gives_the_float32_selection(name, case):

@@ -7,6 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from vidpress import functional as F
+from vidpress.presses import STAGE1_PRESSES
 
 SWITCHES = [
     dict(attention_order=a, similarity_gate=s, clustering=c)
@@ -270,7 +271,7 @@ def test_integers_of_any_kind_are_accepted():
 GRID_ACCEPTED = r"grid must be two positive integers \(rows, cols\) with rows \* cols = N = 16"
 
 
-@pytest.mark.parametrize("name", F.STAGE1_METHODS)
+@pytest.mark.parametrize("name", STAGE1_PRESSES)
 @pytest.mark.parametrize(
     "grid", [(2.5, 6.4), (4.0, 4.0), (True, 16), (-4, -4), (0, 16), (2, 4), (16,), "4x4", 16]
 )

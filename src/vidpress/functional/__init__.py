@@ -75,18 +75,6 @@ from vidpress.functional.similarity import (
 from vidpress.functional.unified import retention_pool, unified_compress
 from vidpress.functional.visionzip import visionzip_compress
 
-# name -> fn(tokens [T, N, D], scores [T, N], budget, *, grid, **params) -> CompressedTokens
-_STAGE1: dict[str, Callable[..., CompressedTokens]] = {
-    "unified": unified_compress,
-    "visionzip": visionzip_compress,
-    "fastvid": fastvid_compress,
-    "holitom": holitom_compress,
-    "uniform": uniform_compress,
-    "framedrop": framedrop_compress,
-    "random": random_compress,
-}
-STAGE1_METHODS: tuple[str, ...] = tuple(_STAGE1)
-
 
 def identity(tokens: torch.Tensor, grid: tuple[int, int]) -> CompressedTokens:
     """Every token kept, unchanged and in order (what any method returns at retention 1.0)."""
@@ -105,12 +93,20 @@ def compress_video_tokens(
     grid: tuple[int, int] | None = None,
     **params,
 ) -> CompressedTokens:
-    """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 method ``name``
-    (one of ``STAGE1_METHODS``); the rest as :func:`compress_with`."""
-    if name not in _STAGE1:
-        raise ValueError(f"name must be one of {sorted(_STAGE1)}, got {name!r}")
+    """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage 1 of the press called
+    ``name`` (one of ``vidpress.presses.STAGE1_PRESSES``); the rest as :func:`compress_with`."""
+    from vidpress.presses import PRESSES, STAGE1_PRESSES  # the registry (it imports this package)
+
+    if name not in STAGE1_PRESSES:
+        raise ValueError(f"name must be one of {', '.join(STAGE1_PRESSES)}, got {name!r}")
     return compress_with(
-        _STAGE1[name], tokens, scores, budget=budget, retention=retention, grid=grid, **params
+        PRESSES[name].stage1,
+        tokens,
+        scores,
+        budget=budget,
+        retention=retention,
+        grid=grid,
+        **params,
     )
 
 
@@ -151,7 +147,6 @@ def compress_with(
 __all__ = [
     "IMPORTANCE_KINDS",
     "MERGE_MODES",
-    "STAGE1_METHODS",
     "CompressedTokens",
     "InnerResult",
     "adjacent_similarity",

@@ -26,6 +26,9 @@ PRESSES: dict[str, type[BasePress]] = {
 }
 
 
+#: presses with a stage 1 before the LLM (``functional.compress_video_tokens`` runs them by name)
+STAGE1_PRESSES: tuple[str, ...] = tuple(name for name, c in PRESSES.items() if c.stage1 is not None)
+
 #: the paper's method (its bars, ablations and the commands' default press)
 PAPER_PRESS = "unified"
 
@@ -39,6 +42,7 @@ def press_name(press: BasePress | type[BasePress]) -> str:
 __all__ = [
     "PAPER_PRESS",
     "PRESSES",
+    "STAGE1_PRESSES",
     "BasePress",
     "FastVIDPress",
     "FastVPress",
