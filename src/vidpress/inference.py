@@ -25,13 +25,14 @@ import math
 import numbers
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from vidpress.adapters.inputs import Prepared
 from vidpress.adapters.registry import get_family
-from vidpress.loading import LoadedModel
+from vidpress.loading import LoadedModel, inspect_model_dir, read_video_config
 from vidpress.video_io import VideoInfo, probe_video
 
 # ---------------------------------------------------------------------------- frame sampling
@@ -82,6 +83,16 @@ def frame_count(
             f"{count}"
         ]
     return get_family(family).sample_count(cfg, info, num_frames, fps)
+
+
+def check_run_inputs(model_dir, videos: list, num_frames: int | None, fps: float | None) -> None:
+    """A ValueError for bad sampling arguments, a folder that is no supported checkpoint, or a
+    video whose frames do not fit, before any weights load (``run`` and ``viz`` call it)."""
+    check_sampling(num_frames, fps)
+    family, _ = inspect_model_dir(model_dir)
+    video_config = read_video_config(Path(model_dir))
+    for video in videos:
+        frame_count(family, video_config, probe_video(video), num_frames, fps)
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -117,4 +117,4 @@ class Family:
 
     def video_inputs(self, config: Any, ids: torch.Tensor, pixels: list, grids: list) -> dict:
         """The model inputs of a batch's videos (``random_video``'s pixels and grids)."""
-        return {"pixel_values_videos": torch.cat(pixels)}
+        return {self.adapter.video_input: torch.cat(pixels)}

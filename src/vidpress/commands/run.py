@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from vidpress.adapters.inputs import Prepared
 from vidpress.commands.arguments import (
@@ -17,17 +16,15 @@ from vidpress.commands.arguments import (
     press_from_args,
 )
 from vidpress.inference import (
-    check_sampling,
+    check_run_inputs,
     flops,
-    frame_count,
     generate,
     prepare,
     print_notes,
     stats_dict,
 )
-from vidpress.loading import inspect_model_dir, load_model, read_video_config
+from vidpress.loading import load_model
 from vidpress.provenance import press_record, provenance
-from vidpress.video_io import probe_video
 
 HELP = "answer a question about a video with a local model under a press"
 DESCRIPTION = (
@@ -134,10 +131,7 @@ def run_record(loaded, prepared, press, answer, flops_: dict) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     press = press_from_args(args)  # bad arguments fail before anything is loaded
-    check_sampling(args.frames, args.fps)
-    family, _ = inspect_model_dir(args.model)
-    video_config = read_video_config(Path(args.model))
-    frame_count(family, video_config, probe_video(args.video), args.frames, args.fps)
+    check_run_inputs(args.model, [args.video], args.frames, args.fps)
     progress = None if args.json or not sys.stderr.isatty() else sys.stderr
     if progress:
         print(f"loading {args.model} ...", file=progress, flush=True)

@@ -15,13 +15,11 @@ from vidpress.commands.arguments import (
     press_from_args,
 )
 from vidpress.inference import (
-    check_sampling,
-    frame_count,
+    check_run_inputs,
     prepare,
     print_notes,
 )
-from vidpress.loading import inspect_model_dir, load_model, read_video_config
-from vidpress.video_io import probe_video
+from vidpress.loading import load_model
 from vidpress.viz import DEFAULT_COMPARE, VIZ_QUESTION, check_viz_press, presses_for, visualize
 
 HELP = "PNG of the tokens a press keeps on the frames, and kept tokens per frame"
@@ -57,11 +55,7 @@ def main(args: argparse.Namespace) -> int:
     compare = [c.strip() for c in args.compare.split(",") if c.strip()]
     for name in compare:  # fail on a bad name before loading anything
         presses_for(press, "main", [name], args.retention)
-    check_sampling(args.frames, args.fps)
-    family, _ = inspect_model_dir(args.model)
-    video_config = read_video_config(Path(args.model))
-    for video in args.video:  # a bad file or frame count fails before the model loads
-        frame_count(family, video_config, probe_video(video), args.frames, args.fps)
+    check_run_inputs(args.model, args.video, args.frames, args.fps)
     loaded = load_model(args.model, args.device, args.dtype)
     out_dir = Path(args.out)
     for video in args.video:

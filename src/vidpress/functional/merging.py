@@ -28,18 +28,17 @@ def group_mean(
     mean is 0.
     """
     member = labels >= 0
-    sums = torch.zeros(groups + 1, x.shape[1], dtype=torch.float32, device=x.device)
     if weights is None:  # rows of no group go to the spare last row, dropped below
         lab, w = torch.where(member, labels, groups), member.float()
-        if x.is_cuda and x.dtype in (torch.bfloat16, torch.float16):
-            sums = one_hot_sums(x, lab, groups + 1)
-        else:
-            for rows in row_chunks(x.shape[0], x.shape[1], x.device):
-                sums.index_add_(0, lab[rows], x[rows].float())
     else:  # rows of no group add weight 0 to group 0
         lab, w = labels.clamp(min=0), torch.where(member, weights.float(), 0.0)
+    if weights is None and x.is_cuda and x.dtype in (torch.bfloat16, torch.float16):
+        sums = one_hot_sums(x, lab, groups + 1)
+    else:
+        sums = torch.zeros(groups + 1, x.shape[1], dtype=torch.float32, device=x.device)
         for rows in row_chunks(x.shape[0], x.shape[1], x.device):
-            sums.index_add_(0, lab[rows], x[rows].float() * w[rows, None])
+            rows_x = x[rows].float()
+            sums.index_add_(0, lab[rows], rows_x if weights is None else rows_x * w[rows, None])
     total = torch.zeros(groups + 1, dtype=torch.float32, device=x.device).index_add_(0, lab, w)
     sums, total = sums[:groups], total[:groups]
     means = sums / total.clamp(min=torch.finfo(torch.float32).tiny)[:, None]
