@@ -6,6 +6,9 @@ segments around layer K); the CUDA-graph replays of the same code are checked on
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
@@ -18,8 +21,11 @@ from tiny_models import (
     greedy,
     tiny_press,
 )
+from vidpress import functional as F
+from vidpress.adapters.registry import get_adapter
 from vidpress.engine.fast import FastGenerator
 from vidpress.engine.greedy import after_eos
+from vidpress.engine.inner import merge_rows
 
 FAMILIES = tuple(TINY_FAMILIES)
 PRESS_NAMES = ("unified", "fastv", "holitom", "visionzip", "uniform")
@@ -141,7 +147,7 @@ def test_eager_attention_gives_the_same_tokens():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("family_name", FAMILIES)
-@pytest.mark.parametrize("name", ["unified", "fastv", "visionzip"])
+@pytest.mark.parametrize("name", ["unified", "holitom", "fastv", "visionzip"])
 def test_cuda_graphs_give_the_eager_tokens(family_name, name):
     model = family_model(family_name).cuda()
     inputs = family_batch(family_name, family_prompts(family_name))
@@ -154,3 +160,49 @@ def test_cuda_graphs_give_the_eager_tokens(family_name, name):
         replayed = graphs.generate(inputs, STEPS, **kwargs)  # replays
     assert torch.equal(first.tokens, expected.cpu())
     assert torch.equal(replayed.tokens, expected.cpu())
+
+
+@pytest.mark.parametrize("name", ["unified", "holitom", "fastv"])
+def test_inner_stage_reads_no_value_on_the_host(family, name):
+    """The fast path captures the inner stage in its prefill graph, so ``merge_rows`` may not
+    read a tensor's value on the host (a sync, refused during a capture). On the meta device
+    every such read fails: the same call on meta copies of its inputs must go through."""
+    family_name, model = family
+    inputs = family_batch(family_name, family_prompts(family_name))
+    press = tiny_press(name)
+    with torch.no_grad(), press(model) as run:
+        kwargs, call = run.compress_prompt(inputs)
+        plan = run.inner_plan(call)
+    positions = FastGenerator(run)._rope_positions(kwargs["position_ids"])
+    embeds = kwargs["inputs_embeds"]
+    rope = get_adapter(model).position_embeddings(embeds, positions)
+    meta = copy.deepcopy(model).to("meta")
+    plan_meta = dataclasses.replace(
+        plan,
+        visual=[v.to("meta") for v in plan.visual],
+        queries=[q.to("meta") for q in plan.queries],
+    )
+    captured = {"hidden": embeds.to("meta"), "rope": tuple(r.to("meta") for r in rope)}
+    with torch.no_grad(), F.values_unread():
+        short, index, keep_index, importances = merge_rows(
+            get_adapter(meta),
+            press.inner_stage(),
+            plan_meta,
+            captured,
+            embeds.to("meta"),
+            kwargs["attention_mask"].bool().to("meta"),
+            call.sizes.to("meta"),
+        )
+    assert short.shape == (embeds.shape[0], plan.width, embeds.shape[2])
+    assert index.shape == (embeds.shape[0], plan.width)
+    assert [k.numel() for k in keep_index] == plan.keeps
+    assert all(i.shape == v.shape for i, v in zip(importances, plan.visual, strict=True))
+
+
+def test_the_fast_path_refuses_to_run_inside_replay():
+    model = family_model("llava_onevision")
+    inputs = family_batch("llava_onevision", family_prompts("llava_onevision")[:1])
+    with tiny_press("unified")(model) as run:
+        model.generate(**inputs, max_new_tokens=1)
+        with run.replay(), pytest.raises(ValueError, match="replay"):
+            FastGenerator(run).generate(inputs, 2)

@@ -187,7 +187,49 @@ def test_group_mean_one_hot_path_on_cuda():
         torch.testing.assert_close(means[grp], expected.to(torch.bfloat16))
     spare = torch.where(labels >= 0, labels, 50)
     sums = torch.zeros(51, 256, device="cuda").index_add_(0, spare, x.float())
-    torch.testing.assert_close(one_hot_sums(x, spare, 51), sums, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(one_hot_sums(x, spare[:, None], 51), sums, rtol=1e-5, atol=1e-4)
+    columns = _column_labels(labels.cpu(), 50).cuda()
+    means, count = F.group_mean(x, columns, 100)
+    joined = _joined(columns, 100)
+    for grp in range(100):
+        member = joined[:, grp]
+        assert float(count[grp]) == float(member.sum())
+        if member.any():
+            expected = x[member].float().mean(0).to(torch.bfloat16)
+            torch.testing.assert_close(means[grp], expected)
+
+
+def _column_labels(labels: torch.Tensor, groups: int) -> torch.Tensor:
+    """[M, 2] labels: column 0 ``labels``, column 1 a second group of its own range
+    [groups, 2 groups) (-1 where the first is -1 or the row is odd)."""
+    second = torch.where((labels >= 0) & (torch.arange(labels.numel()) % 2 == 0), labels, -1)
+    return torch.stack([labels, torch.where(second >= 0, (second * 7) % groups + groups, -1)], 1)
+
+
+def _joined(columns: torch.Tensor, groups: int) -> torch.Tensor:
+    """[M, groups] bool: row i is a member of group g (any column)."""
+    return torch.stack([(columns == g).any(dim=1) for g in range(groups)], dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_mean_of_rows_in_several_groups(dtype):
+    """labels [M, J]: a row counts once in each of its groups (FastVID's DTM, one target per
+    anchor frame); CPU twin of the GPU test's second half."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 16, generator=g).to(dtype)
+    columns = _column_labels(torch.randint(-1, 7, (300,), generator=g), 7)
+    means, count = F.group_mean(x, columns, 14)
+    weights = torch.rand(300, generator=g) + 0.5
+    weighted, total = F.group_mean(x, columns, 14, weights)
+    joined = _joined(columns, 14)
+    for grp in range(14):
+        member = joined[:, grp]
+        assert float(count[grp]) == float(member.sum())
+        torch.testing.assert_close(total[grp], weights[member].sum())
+        if member.any():
+            torch.testing.assert_close(means[grp], x[member].float().mean(0).to(dtype))
+            expected = (x[member].float() * weights[member, None]).sum(0) / weights[member].sum()
+            torch.testing.assert_close(weighted[grp], expected.to(dtype))
 
 
 def test_sequential_pairwise_mean_equals_the_loop():

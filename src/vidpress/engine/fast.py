@@ -6,16 +6,18 @@ runs the stock decoder layers itself at those fixed shapes with a transformers `
 (each layer writes at its own length, so layers < K hold L' tokens and layers >= K hold L''),
 and on a GPU replays them as CUDA graphs:
 
-- prefill: layers [0, K) on the compressed prompt (graph 1); the press's inner stage in eager
-  PyTorch (its choice of tokens is data-dependent); layers [K, L) on the shortened prompt and
-  the LM head on the last row (graph 2). Without an inner stage, one graph holds every layer.
+- prefill: one graph of layers [0, K) on the compressed prompt, the press's inner stage at
+  layer K (``engine.inner.merge_rows``: which tokens it keeps is data-dependent, how many is
+  not, so it runs without a host sync), layers [K, L) on the shortened prompt and the LM head
+  on the last row. The inner stage's layout (``InnerPlan``: the visual rows, the query rows,
+  the kept counts) is read on the host first and keys the graph.
 - decoding: one graph per step (embedding, every layer, LM head, greedy choice), replayed
   without a host synchronisation: the token, its position, the masks and the step counter
   advance on the device. The host reads the tokens every ``check_every`` steps (EOS) and at
   the end.
 
-Graphs are captured the first time a shape (batch, L', L'', max_new_tokens) is seen and replayed
-afterwards; the first call of a shape therefore costs a capture. On a CPU, or with
+Graphs are captured the first time a shape (batch, L', inner layout, max_new_tokens) is seen
+and replayed afterwards; the first call of a shape therefore costs a capture. On a CPU, or with
 ``cuda_graphs=False``, the same code runs eagerly: that is how its logic is tested against
 ``model.generate`` under the same press.
 
@@ -26,6 +28,8 @@ afterwards; the first call of a shape therefore costs a capture. On a CPU, or wi
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +37,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import StaticCache
 
+from vidpress import functional as F
 from vidpress.engine.graphs import Replay
 from vidpress.engine.greedy import after_eos, causal_allowed, greedy, prompt_columns
+from vidpress.engine.inner import InnerPlan, finish_inner, shortened_layer_inputs
 from vidpress.engine.rows import has_text_row
 from vidpress.engine.run import Run
 
@@ -61,10 +67,9 @@ class _Shape:
 
     cache: StaticCache
     width: int  # cache slots: L' + max_new_tokens
-    outer: Replay | None = None
-    inner: dict = field(default_factory=dict)  # L'' -> Replay of layers >= K
+    outer: Replay | None = None  # the prefill without an inner stage
+    prefill: dict = field(default_factory=dict)  # InnerPlan.key() -> Replay of the prefill
     decode: dict = field(default_factory=dict)  # L'' -> (Replay of one step, its buffers)
-    captured: dict | None = None  # what the layer-K-1 hook recorded in graph 1
 
     def lengths(self) -> list[torch.Tensor]:
         """The cache layers' write positions (device tensors the layers advance in place)."""
@@ -108,6 +113,7 @@ class FastGenerator:
         self.split = run.inner_layer or len(self.layers)
         self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
         self._shapes: dict[tuple, _Shape] = {}
+        self._call = None  # the call whose prefill is running
 
     # ---------------------------------------------------------------- pieces of the decoder
     def _mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -148,28 +154,38 @@ class FastGenerator:
         return self._shapes[key]
 
     def _outer_replay(self, shape: _Shape) -> Replay:
-        """Graph 1: layers [0, K) (all layers and the LM head without an inner stage)."""
-        last = self.split
+        """The prefill without an inner stage: every layer and the LM head."""
 
         def outer(embeds, mask, positions):
             rope = self.adapter.position_embeddings(embeds, positions)
-            hidden = self._layers(embeds, 0, last, mask, rope, shape.cache)
-            if last == len(self.layers):
-                return self._logits(hidden), rope
-            return hidden, rope
+            hidden = self._layers(embeds, 0, len(self.layers), mask, rope, shape.cache)
+            return self._logits(hidden)
 
         return Replay(outer, self.graphs, self.pool, shape.cache.reset, shape.lengths)
 
-    def _inner_replay(self, shape: _Shape) -> Replay:
-        """Graph 2: layers [K, L) on the shortened prompt, then the LM head."""
+    def _inner_replay(self, shape: _Shape, plan: InnerPlan) -> Replay:
+        """The prefill with the inner stage: layers [0, K), the merge at layer K, layers [K, L)
+        on the shortened prompt, the LM head. Returns (logits [B, V], the rows kept from layer
+        K on [B, L''], per sample the kept visual tokens and their importances)."""
 
-        def inner(hidden, mask, cos, sin):
+        def prefill(embeds, mask, positions, valid, sizes, *visual):
+            rope = self.adapter.position_embeddings(embeds, positions)
+            call = self._call
+            with self.run.active(call):  # the layer-K-1 hook records its attention's input
+                hidden = self._layers(embeds, 0, self.split, mask, rope, shape.cache)
+            rows = dataclasses.replace(plan, visual=list(visual))
+            with F.values_unread():  # no host read inside a graph
+                short, index, keep_index, importances = self.run.merge_rows(
+                    rows, call.captured, hidden, valid, sizes
+                )
+            cos, sin = shortened_layer_inputs(index, rope, None)["position_embeddings"]
+            mask = self._mask(causal_allowed(index >= 0, shape.width), embeds.dtype)
             hidden = self._layers(
-                hidden, self.split, len(self.layers), mask, (cos, sin), shape.cache
+                short, self.split, len(self.layers), mask, (cos, sin), shape.cache
             )
-            return self._logits(hidden)
+            return self._logits(hidden), index, keep_index, importances
 
-        return Replay(inner, self.graphs, self.pool, state=shape.lengths)
+        return Replay(prefill, self.graphs, self.pool, shape.cache.reset, shape.lengths)
 
     def _decode_replay(self, shape: _Shape, buffers: dict, suppress: torch.Tensor | None):
         """One decoding step on ``buffers`` (updated in place), as a Replay."""
@@ -224,6 +240,8 @@ class FastGenerator:
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if self.run.replaying:
+            raise ValueError("FastGenerator does not run inside run.replay(); use generate()")
         start = time.perf_counter()
         eos = self._eos(eos_token_id)
         kwargs, call = self.run.compress_prompt(inputs)
@@ -237,26 +255,32 @@ class FastGenerator:
         suppress = self._suppress(suppress_tokens, embeds.device)
 
         mask = self._mask(causal_allowed(valid, shape.width), embeds.dtype)
-        if shape.outer is None:
-            shape.outer = self._outer_replay(shape)
-        with self.run.active(call):  # the layer-K-1 hook records into ``call`` (or the graph)
-            first, rope = shape.outer(embeds, mask, positions)
-        if self.graphs:  # a replay runs no hook: the captured tensors hold this call's values
-            shape.captured = shape.captured or call.captured
-            call.captured = shape.captured
-        inner_valid = valid
-        if self.split < len(self.layers):
-            short = self.run.shorten(call, first, rope, None)
-            inner_valid = call.session.inner_mask.bool()
-            cos, sin = call.layer_extra["position_embeddings"]
-            inner_len = short.shape[1]
-            if inner_len not in shape.inner:
-                shape.inner[inner_len] = self._inner_replay(shape)
-            inner_mask = self._mask(causal_allowed(inner_valid, shape.width), embeds.dtype)
-            first = shape.inner[inner_len](short, inner_mask, cos, sin)
+        if self.split == len(self.layers):
+            if shape.outer is None:
+                shape.outer = self._outer_replay(shape)
+            first = shape.outer(embeds, mask, positions)
+            inner_valid = valid
+        else:
+            plan = self.run.inner_plan(call)
+            if plan.key() not in shape.prefill:
+                shape.prefill[plan.key()] = self._inner_replay(shape, plan)
+            self._call = call  # what the prefill's first run (the graph's capture) records into
+            first, index, keep_index, importances = shape.prefill[plan.key()](
+                embeds, mask, positions, valid, call.sizes, *plan.visual
+            )
+            self._call = None
+            inner_valid = index >= 0
         chosen = greedy(first, suppress)
         if mark is not None:
             mark("llm_end")
+        if self.split < len(self.layers):  # outputs of a graph are its own: copy what is kept
+            finish_inner(
+                call,
+                index.clone(),
+                [k.clone() for k in keep_index],
+                [None if i is None else i.clone() for i in importances],
+                math.nan,
+            )
         tokens = [chosen.cpu()]
         first_token_s = time.perf_counter() - start
         if max_new_tokens > 1:

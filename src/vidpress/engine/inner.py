@@ -10,6 +10,8 @@ only the kept tokens.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
@@ -19,6 +21,96 @@ from vidpress.adapters.base import Timer, VideoAdapter
 from vidpress.engine.rows import gather_rows, left_aligned
 from vidpress.engine.state import Call, Plan
 from vidpress.engine.stats import record_inner
+from vidpress.functional.similarity import true_indices
+
+
+@dataclass(frozen=True)
+class InnerPlan:
+    """The layout of one prefill's inner stage, read on the host before it runs, so that its
+    tensor work (``merge_rows``) takes no host sync and can be captured in a CUDA graph.
+
+    visual:   per sample, [V_b] rows of its stage-1 visual tokens in the compressed prompt
+    queries:  per sample, [Q_b] rows whose attention rates them (``F.importance_queries``)
+    starts:   per sample, the first of those rows
+    pads:     per sample, the left padding rows of the compressed prompt
+    keeps:    per sample, visual tokens kept from layer K on (0 without visual tokens)
+    width:    L'', the rows of the shortened prompt
+    """
+
+    visual: list[torch.Tensor]
+    queries: list[torch.Tensor]
+    starts: list[int]
+    pads: list[int]
+    keeps: list[int]
+    width: int
+
+    def key(self) -> tuple:
+        """What a CUDA graph of ``merge_rows`` depends on besides its input tensors."""
+        return (
+            tuple(v.numel() for v in self.visual),
+            tuple(self.starts),
+            tuple(self.pads),
+            tuple(self.keeps),
+            self.width,
+        )
+
+
+def inner_plan(inner, call: Call) -> InnerPlan:
+    """The inner stage's layout for ``call``'s compressed prompt (reads it on the host)."""
+    width = call.visual.shape[1]
+    counts = call.visual.sum(dim=1).tolist()
+    real = call.session.outer_mask.sum(dim=1).tolist()
+    span_end = call.span_end.tolist()
+    device = call.visual.device
+    starts = [F.query_start(width, end + 1, inner.importance) for end in span_end]
+    visual = [true_indices(call.visual[b], count) for b, count in enumerate(counts)]
+    queries = [F.importance_queries(width, end + 1, inner.importance, device) for end in span_end]
+    keeps = [F.token_budget(count, retention=inner.keep) if count else 0 for count in counts]
+    rows = [r - c + k for r, c, k in zip(real, counts, keeps, strict=True)]
+    return InnerPlan(visual, queries, starts, [width - r for r in real], keeps, max(rows))
+
+
+def merge_rows(
+    adapter: VideoAdapter,
+    inner,
+    plan: InnerPlan,
+    captured: dict,
+    hidden: torch.Tensor,
+    valid: torch.Tensor,
+    sizes: torch.Tensor,
+    importance: list[torch.Tensor | None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
+    """The inner stage's tensor work at layer K, without a host sync.
+
+    hidden: [B, L', D] entering layer K; valid: [B, L'] its real rows; sizes: [B, L'] tokens
+    each row stands for; captured: layer K-1's attention input and rotary embedding;
+    importance: per sample, the importances of an earlier prefill to reuse (else computed).
+    Returns the shortened hidden states [B, L'', D], the row of each ([B, L''], -1: padding),
+    and per sample the indices of its kept visual tokens and their importances.
+    """
+    hidden = hidden.clone()
+    keep = valid.clone()
+    keep_index, importances = [], []
+    for b, rows in enumerate(plan.visual):
+        if rows.numel() == 0:
+            keep_index.append(rows)
+            importances.append(None)
+            continue
+        if importance is not None:
+            scores = importance[b].to(hidden.device)
+        else:
+            scores = sample_importance(adapter, inner, plan, captured, hidden, b)
+        res = F.inner_compress(
+            hidden[b, rows], scores, plan.keeps[b], merge=inner.merge, sizes=sizes[b, rows]
+        )
+        keep[b, rows] = False
+        kept_rows = rows[res.keep_index]
+        keep[b, kept_rows] = True
+        hidden[b, kept_rows] = res.hidden.to(hidden.dtype)
+        keep_index.append(res.keep_index)
+        importances.append(scores)
+    index = left_aligned(keep, plan.width)  # [B, L''] into the compressed prompt's rows
+    return gather_rows(hidden, index), index, keep_index, importances
 
 
 def shorten(
@@ -40,38 +132,34 @@ def shorten(
     """
     timer = Timer(hidden.device)
     with timer:
-        hidden = hidden.clone()
-        keep = call.session.outer_mask.bool().clone()
-        keep_index, importances = [], []
-        for b in range(hidden.shape[0]):
-            vis_rows = call.visual[b].nonzero().squeeze(1)
-            if vis_rows.numel() == 0:
-                keep_index.append(vis_rows)
-                importances.append(None)
-                continue
-            if replay is not None:
-                importance = replay.importance[b]
-            else:
-                importance = sample_importance(adapter, inner, call, hidden, b, vis_rows)
-            res = F.inner_compress(
-                hidden[b, vis_rows],
-                importance.to(hidden.device),
-                F.token_budget(vis_rows.numel(), retention=inner.keep),
-                merge=inner.merge,
-                sizes=call.sizes[b, vis_rows],
-            )
-            keep[b, vis_rows] = False
-            kept_rows = vis_rows[res.keep_index]
-            keep[b, kept_rows] = True
-            hidden[b, kept_rows] = res.hidden.to(hidden.dtype)
-            keep_index.append(res.keep_index)
-            importances.append(importance)
-        index = left_aligned(keep)  # [B, L''] into the compressed prompt's rows
-    call.session.inner_mask = (index >= 0).long()
+        plan = inner_plan(inner, call)
+        short, index, keep_index, importances = merge_rows(
+            adapter,
+            inner,
+            plan,
+            call.captured,
+            hidden,
+            call.session.outer_mask.bool(),
+            call.sizes,
+            None if replay is None else replay.importance,
+        )
+    finish_inner(call, index, keep_index, importances, timer.seconds)
     call.layer_extra = shortened_layer_inputs(index, rope, position_ids)
+    return short
+
+
+def finish_inner(
+    call: Call,
+    index: torch.Tensor,
+    keep_index: list[torch.Tensor],
+    importances: list[torch.Tensor | None],
+    seconds: float,
+) -> None:
+    """Record the inner stage's outcome in ``call``: the mask of layers >= K, the importances
+    (for ``Run.replay``) and the stats."""
+    call.session.inner_mask = (index >= 0).long()
     call.plan.importance = importances
-    record_inner(call.stats, keep_index, index, call.sample_frames, timer.seconds)
-    return gather_rows(hidden, index)
+    record_inner(call.stats, keep_index, index, call.sample_frames, seconds)
 
 
 def shortened_layer_inputs(index: torch.Tensor, rope: tuple, position_ids) -> dict:
@@ -91,25 +179,26 @@ def shortened_layer_inputs(index: torch.Tensor, rope: tuple, position_ids) -> di
 
 
 def sample_importance(
-    adapter: VideoAdapter, inner, call: Call, hidden: torch.Tensor, b: int, vis_rows
+    adapter: VideoAdapter,
+    inner,
+    plan: InnerPlan,
+    captured: dict,
+    hidden: torch.Tensor,
+    b: int,
 ) -> torch.Tensor:
-    """[V] importance of sample ``b``'s visual tokens (rows ``vis_rows`` of ``hidden``), from
-    the q/k of layer K-1 recomputed for the query rows and the sample's real rows."""
-    width = hidden.shape[1]
-    pad = width - int(call.session.outer_mask[b].sum())
-    query = F.importance_queries(
-        width, int(call.span_end[b]) + 1, inner.importance, device=hidden.device
-    )
-    x = call.captured["hidden"][b]  # [L', D], after the layer's input norm
-    cos, sin = call.captured["rope"]
+    """[V] importance of sample ``b``'s visual tokens (rows ``plan.visual[b]`` of ``hidden``),
+    from the q/k of layer K-1 recomputed for the query rows and the sample's real rows."""
+    pad, query, rows = plan.pads[b], plan.queries[b], plan.visual[b]
+    x = captured["hidden"][b]  # [L', D], after the layer's input norm
+    cos, sin = captured["rope"]
     rope = (cos[b if cos.shape[0] > 1 else 0], sin[b if sin.shape[0] > 1 else 0])
     q, k = adapter.attention_query_key(inner.layer - 1, x, rope, query, slice(pad, None))
     return F.visual_importance(
         q,
         k,
-        vis_rows - pad,
-        int(query[0]) - pad,
-        hidden[b, vis_rows],
+        rows - pad,
+        plan.starts[b] - pad,
+        hidden[b, rows],
         hidden[b, query],
         kind=inner.importance,
         lam=inner.lam,

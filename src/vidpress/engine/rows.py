@@ -5,15 +5,19 @@ from __future__ import annotations
 import torch
 
 
-def left_aligned(keep: torch.Tensor) -> torch.Tensor:
-    """[B, L] bool -> [B, W] long: the kept rows of each sample, right-aligned (left padding -1)."""
-    counts = keep.sum(dim=1)
-    width = int(counts.max())
-    index = torch.full((keep.shape[0], width), -1, dtype=torch.long, device=keep.device)
-    sample, row = keep.nonzero(as_tuple=True)
-    column = (width - counts)[sample] + (keep.long().cumsum(dim=1) - 1)[sample, row]
-    index[sample, column] = row
-    return index
+def left_aligned(keep: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """[B, L] bool -> [B, W] long: the kept rows of each sample, right-aligned (left padding -1).
+
+    width: W, when the caller knows it (at least the most rows a sample keeps); by default the
+    most kept rows, read from the device (a host sync).
+    """
+    counts = keep.sum(dim=1, keepdim=True)  # [B, 1]
+    if width is None:
+        width = int(counts.max())
+    kept_first = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)  # [B, L]
+    place = torch.arange(width, device=keep.device) - (width - counts)  # [B, W] in kept order
+    index = kept_first.gather(1, place.clamp(min=0, max=keep.shape[1] - 1))
+    return index.masked_fill(place < 0, -1)
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -153,6 +153,26 @@ class Run:
         finally:
             self._call = None
 
+    @property
+    def replaying(self) -> bool:
+        """Whether calls now reuse the last prefill's decisions (inside ``replay()``)."""
+        return self._replay is not None
+
+    def inner_plan(self, call: Call) -> inner.InnerPlan:
+        """The inner stage's layout for ``call``'s compressed prompt (read on the host)."""
+        return inner.inner_plan(self._inner, call)
+
+    def merge_rows(
+        self,
+        plan: inner.InnerPlan,
+        captured: dict,
+        hidden: torch.Tensor,
+        valid: torch.Tensor,
+        sizes: torch.Tensor,
+    ):
+        """The inner stage's tensor work at layer K (``engine.inner.merge_rows``), no host sync."""
+        return inner.merge_rows(self.adapter, self._inner, plan, captured, hidden, valid, sizes)
+
     def shorten(
         self, call: Call, hidden: torch.Tensor, rope: tuple, position_ids: torch.Tensor | None
     ) -> torch.Tensor:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from vidpress.functional._checks import check_video_inputs
+from vidpress.functional._checks import check_video_inputs, values_unread
 from vidpress.functional.attention import (
     cls_attention,
     received_attention,
@@ -50,6 +50,7 @@ from vidpress.functional.inner import (
     InnerResult,
     importance_queries,
     inner_compress,
+    query_start,
     text_aware_importance,
     top_indices,
     visual_importance,
@@ -171,6 +172,7 @@ __all__ = [
     "holitom_compress",
     "identity",
     "importance_queries",
+    "query_start",
     "inner_compress",
     "log_gamma",
     "nearest",
@@ -193,5 +195,6 @@ __all__ = [
     "uniform_compress",
     "visionzip_compress",
     "visual_importance",
+    "values_unread",
     "window_savings",
 ]

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
+
+_READ_VALUES: ContextVar[bool] = ContextVar("vidpress_read_values", default=True)
+
+
+@contextmanager
+def values_unread() -> Iterator[None]:
+    """Inside this block ``check_finite`` does not read the tensors' values (a host sync): for
+    work captured in a CUDA graph (the fast path's inner stage), on tensors the model made."""
+    token = _READ_VALUES.set(False)
+    try:
+        yield
+    finally:
+        _READ_VALUES.reset(token)
 
 
 def is_integer(value) -> bool:
@@ -41,8 +57,11 @@ def check_finite(tensors: dict[str, torch.Tensor]) -> None:
     """Raise ValueError naming the first of ``tensors`` (one device) that holds NaN or inf.
 
     One reduction per tensor (its largest magnitude is NaN or inf exactly when an entry is)
-    and one wait for the device, however many tensors are checked.
+    and one wait for the device, however many tensors are checked; none inside
+    ``values_unread``.
     """
+    if not _READ_VALUES.get():
+        return
     largest = [torch.linalg.vector_norm(x, ord=math.inf) for x in tensors.values()]
     finite = torch.isfinite(torch.stack([v.float() for v in largest])).tolist()
     for name, ok in zip(tensors, finite, strict=True):

@@ -130,9 +130,10 @@ def fastvid_compress(
     check_int("anchor_period", anchor_period)
     beta = check_ratio("beta", beta, zero_ok=True)
     check_int("k", k)
-    if frame_features is None:
+    given = frame_features is not None
+    if not given:  # the mean of the tokens, which compress_with checks finite
         frame_features = tokens.float().mean(dim=1)
-    check_tensor("frame_features", frame_features, 2, "[T, Dg]")
+    check_tensor("frame_features", frame_features, 2, "[T, Dg]", finite=given)
     if frame_features.shape[0] != frames:
         raise ValueError(
             f"frame_features must have shape [T, Dg] with T = {frames}, "
@@ -253,13 +254,10 @@ def dtm(
     own = torch.searchsorted(members, targets)
     label[own, target_anchor] = torch.arange(targets.numel(), device=device)
 
-    member_tokens, target_tokens = flat[members], flat[targets]
-    merged = target_tokens
-    for a in range(table.shape[1]):  # the a-th anchor frame of every segment at once
-        blended = blend_into_targets(
-            target_tokens, member_tokens, label[:, a], lambda count: dtm_weight(count, beta)
-        )
-        merged = torch.where((target_anchor == a)[:, None], blended, merged)
+    # every anchor frame at once: column a of ``label`` holds targets of the a-th anchor only
+    merged = blend_into_targets(
+        flat[targets], flat[members], label, lambda count: dtm_weight(count, beta)
+    )
     best = torch.full((flat.shape[0],), -1, dtype=torch.long, device=device)
     best[members] = label.gather(1, torch.argmax(similarity, dim=1, keepdim=True)).squeeze(1)
     return merged, best

@@ -17,7 +17,7 @@ import torch
 from vidpress.functional._checks import check_ratio, check_tensor
 from vidpress.functional.attention import text_to_visual_attention
 from vidpress.functional.merging import group_mean, sequential_pairwise_mean
-from vidpress.functional.similarity import nearest, unit
+from vidpress.functional.similarity import nearest, true_indices, unit
 
 MERGE_MODES = ("mean", "sequential", "none")
 IMPORTANCE_KINDS = ("text_aware", "last_token")
@@ -59,17 +59,22 @@ def text_aware_importance(
     return (1 - lam) * attention_max + lam * similarity_max
 
 
+def query_start(width: int, text_start: int, kind: str) -> int:
+    """The first of the ``importance_queries`` rows (they run from it to ``width - 1``)."""
+    if kind not in IMPORTANCE_KINDS:
+        raise ValueError(f"kind must be one of {IMPORTANCE_KINDS}, got {kind!r}")
+    if kind == "last_token" or text_start >= width:
+        return width - 1
+    return text_start
+
+
 def importance_queries(width: int, text_start: int, kind: str, device=None) -> torch.Tensor:
     """[Q] long: the rows of a ``width``-row sequence whose attention rates the visual tokens.
 
     "text_aware": the text rows ``text_start .. width - 1`` after the video (Eq. 9);
     "last_token", or no text after the video: the last row only.
     """
-    if kind not in IMPORTANCE_KINDS:
-        raise ValueError(f"kind must be one of {IMPORTANCE_KINDS}, got {kind!r}")
-    if kind == "last_token" or text_start >= width:
-        return torch.tensor([width - 1], device=device)
-    return torch.arange(text_start, width, device=device)
+    return torch.arange(query_start(width, text_start, kind), width, device=device)
 
 
 def visual_importance(
@@ -144,7 +149,7 @@ def inner_compress(
 
     is_kept = torch.zeros(v, dtype=torch.bool, device=visual_hidden.device)
     is_kept[kept] = True
-    dropped = torch.nonzero(~is_kept).squeeze(1)
+    dropped = true_indices(~is_kept, v - keep)
     target = nearest(visual_hidden[dropped], visual_hidden[kept], metric="cosine")
     new_sizes = sizes[kept].clone().index_add_(0, target, sizes[dropped])
     if merge == "sequential":
