@@ -103,9 +103,8 @@ def merge_rows(
         res = F.inner_compress(
             hidden[b, rows], scores, plan.keeps[b], merge=inner.merge, sizes=sizes[b, rows]
         )
-        keep[b, rows] = False
         kept_rows = rows[res.keep_index]
-        keep[b, kept_rows] = True
+        keep[b].index_fill_(0, rows, False).index_fill_(0, kept_rows, True)  # no host copy
         hidden[b, kept_rows] = res.hidden.to(hidden.dtype)
         keep_index.append(res.keep_index)
         importances.append(scores)

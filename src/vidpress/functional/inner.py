@@ -148,7 +148,7 @@ def inner_compress(
         return InnerResult(kept, visual_hidden[kept], sizes[kept])
 
     is_kept = torch.zeros(v, dtype=torch.bool, device=visual_hidden.device)
-    is_kept[kept] = True
+    is_kept.index_fill_(0, kept, True)  # a scalar fill: no host copy (CUDA graphs)
     dropped = true_indices(~is_kept, v - keep)
     target = nearest(visual_hidden[dropped], visual_hidden[kept], metric="cosine")
     new_sizes = sizes[kept].clone().index_add_(0, target, sizes[dropped])
