@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import io
 import json
-import platform
 import pstats
 import statistics
 import sys
@@ -31,7 +29,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import transformers
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vidpress.adapters.registry import get_adapter
@@ -39,9 +36,11 @@ from vidpress.engine.fast import FastGenerator
 from vidpress.metrics.architectures import build_architecture, frame_size, video_prompt
 from vidpress.metrics.latency import Clock, phase_hooks
 from vidpress.presses.settings import grid_settings, make_press
+from vidpress.provenance import provenance
 
 sys.path.insert(0, str(Path(__file__).parent))
 from profile_stage1 import kernel_profile, sync_sites  # noqa: E402
+from vision_contiguous import time_features  # noqa: E402
 
 PHASES = (
     ("host_before_vision_ms", "start", "vision_start"),
@@ -105,29 +104,14 @@ def profile_press(model, inputs, name: str, repeats: int, out: Path) -> dict:
     return record
 
 
-def time_features(adapter, inputs: dict, repeats: int) -> tuple[list[float], torch.Tensor]:
-    """CUDA-event milliseconds of the adapter's video feature path, and its last features."""
-    cfg = adapter.model.config
-    args = (inputs["pixel_values_videos"], cfg.vision_feature_layer)
-    args += (cfg.vision_feature_select_strategy,)
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        features = adapter._video_features(*args)
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return times, features
-
-
 VISION_VARIANTS = ("cudnn", "compile", "compile+cudnn", "max-autotune")
 
 
 def vision_variant(adapter, inputs: dict, repeats: int, variant: str, reference) -> dict:
     """The video feature path under ``variant``: "cudnn" (SDPA's cuDNN attention kernel),
     "compile" (every vision encoder layer under ``torch.compile``), both, or "max-autotune"
-    (compiled in that mode); its median, first-call seconds and distance to ``reference``."""
+    (compiled in that mode); its median, the seconds of the whole measurement (compilation
+    included) and the distance of its features to ``reference``."""
     layers = adapter.vision_tower.get_submodule("vision_model.encoder.layers")
     originals = [layer.forward for layer in layers]
     if "compile" in variant or variant == "max-autotune":
@@ -139,17 +123,15 @@ def vision_variant(adapter, inputs: dict, repeats: int, variant: str, reference)
     try:
         with kernels:
             started = time.perf_counter()
-            time_features(adapter, inputs, 1)
-            first_s = time.perf_counter() - started
-            time_features(adapter, inputs, 2)
-            times, features = time_features(adapter, inputs, repeats)
+            times, features = time_features(adapter, inputs, repeats)  # warm-ups compile
+            seconds = time.perf_counter() - started
     finally:
         for layer, forward in zip(layers, originals, strict=True):
             layer.forward = forward
     diff = (features.float() - reference.float()).abs()
     return {
         "ms": statistics.median(times),
-        "first_call_s": first_s,
+        "seconds_with_warmup": seconds,
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
         "features_max_abs": float(reference.float().abs().max()),
@@ -163,7 +145,6 @@ def vision_variants(model, inputs: dict, repeats: int, variants: list[str], save
     record: dict = {}
     try:
         with torch.no_grad():
-            time_features(adapter, inputs, 2)
             eager, reference = time_features(adapter, inputs, repeats)
             record["eager_ms"] = statistics.median(eager)
             for variant in variants:
@@ -195,13 +176,9 @@ def main() -> None:
         model, "llava_onevision", args.frames, frame_size("llava_onevision", False)
     )
     report = {
-        "command": "python benchmarks/profile_ttft.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "frames": args.frames,
+        "provenance": provenance(
+            model="llava-onevision-7b (random bf16)", frames=args.frames, device="cuda"
+        ),
         "presses": [],
     }
     for name in args.presses:
