@@ -112,7 +112,7 @@ def vision_variant(adapter, inputs: dict, repeats: int, variant: str, reference)
     "compile" (every vision encoder layer under ``torch.compile``), both, or "max-autotune"
     (compiled in that mode); its median, the seconds of the whole measurement (compilation
     included) and the distance of its features to ``reference``."""
-    layers = adapter.vision_tower.get_submodule("vision_model.encoder.layers")
+    layers = adapter.vision_layers
     originals = [layer.forward for layer in layers]
     if "compile" in variant or variant == "max-autotune":
         torch._dynamo.reset()

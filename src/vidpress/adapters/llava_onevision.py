@@ -130,20 +130,20 @@ class LlavaOnevisionAdapter(VideoAdapter):
             cfg.vision_feature_select_strategy if strategy is None else strategy,
         )
 
-    def _scored_attention(self, feature_layer: int | list[int]) -> tuple[nn.Module, nn.Module]:
-        """The (query, key) projections of the vision layer whose output feeds the projector."""
+    @property
+    def vision_layers(self) -> nn.ModuleList:
+        """The vision tower's encoder layers (SigLIP's, DINOv2's)."""
         tower = self.vision_tower
-        layers = None
         for path in ("encoder.layers", "encoder.layer", "vision_model.encoder.layers"):
             try:
-                layers = tower.get_submodule(path)
-                break
+                return tower.get_submodule(path)
             except AttributeError:
                 continue
-        if layers is None:
-            raise ValueError(
-                f"cannot find the encoder layers of vision tower {type(tower).__name__}"
-            )
+        raise ValueError(f"cannot find the encoder layers of vision tower {type(tower).__name__}")
+
+    def _scored_attention(self, feature_layer: int | list[int]) -> tuple[nn.Module, nn.Module]:
+        """The (query, key) projections of the vision layer whose output feeds the projector."""
+        layers = self.vision_layers
         index = scored_layer(feature_layer, len(layers))
         if index < 0:
             raise ValueError(
