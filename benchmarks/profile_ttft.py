@@ -161,7 +161,7 @@ def vision_variants(model, inputs: dict, repeats: int, variants: list[str], save
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presses", nargs="+", default=["unified", "fastvid", "fastv"])
+    parser.add_argument("--presses", nargs="*", default=["unified", "fastvid", "fastv"])
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
