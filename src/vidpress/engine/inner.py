@@ -30,16 +30,14 @@ class InnerPlan:
     tensor work (``merge_rows``) takes no host sync and can be captured in a CUDA graph.
 
     visual:   per sample, [V_b] rows of its stage-1 visual tokens in the compressed prompt
-    queries:  per sample, [Q_b] rows whose attention rates them (``F.importance_queries``)
-    starts:   per sample, the first of those rows
+    text:     per sample, the first row after its video (``F.importance_queries``' text_start)
     pads:     per sample, the left padding rows of the compressed prompt
     keeps:    per sample, visual tokens kept from layer K on (0 without visual tokens)
     width:    L'', the rows of the shortened prompt
     """
 
     visual: list[torch.Tensor]
-    queries: list[torch.Tensor]
-    starts: list[int]
+    text: list[int]
     pads: list[int]
     keeps: list[int]
     width: int
@@ -48,7 +46,7 @@ class InnerPlan:
         """What a CUDA graph of ``merge_rows`` depends on besides its input tensors."""
         return (
             tuple(v.numel() for v in self.visual),
-            tuple(self.starts),
+            tuple(self.text),
             tuple(self.pads),
             tuple(self.keeps),
             self.width,
@@ -60,14 +58,11 @@ def inner_plan(inner, call: Call) -> InnerPlan:
     width = call.visual.shape[1]
     counts = call.visual.sum(dim=1).tolist()
     real = call.session.outer_mask.sum(dim=1).tolist()
-    span_end = call.span_end.tolist()
-    device = call.visual.device
-    starts = [F.query_start(width, end + 1, inner.importance) for end in span_end]
+    text = [end + 1 for end in call.span_end.tolist()]
     visual = [true_indices(call.visual[b], count) for b, count in enumerate(counts)]
-    queries = [F.importance_queries(width, end + 1, inner.importance, device) for end in span_end]
     keeps = [F.token_budget(count, retention=inner.keep) if count else 0 for count in counts]
     rows = [r - c + k for r, c, k in zip(real, counts, keeps, strict=True)]
-    return InnerPlan(visual, queries, starts, [width - r for r in real], keeps, max(rows))
+    return InnerPlan(visual, text, [width - r for r in real], keeps, max(rows))
 
 
 def merge_rows(
@@ -187,7 +182,8 @@ def sample_importance(
 ) -> torch.Tensor:
     """[V] importance of sample ``b``'s visual tokens (rows ``plan.visual[b]`` of ``hidden``),
     from the q/k of layer K-1 recomputed for the query rows and the sample's real rows."""
-    pad, query, rows = plan.pads[b], plan.queries[b], plan.visual[b]
+    pad, rows, width = plan.pads[b], plan.visual[b], hidden.shape[1]
+    query = F.importance_queries(width, plan.text[b], inner.importance, hidden.device)
     x = captured["hidden"][b]  # [L', D], after the layer's input norm
     cos, sin = captured["rope"]
     rope = (cos[b if cos.shape[0] > 1 else 0], sin[b if sin.shape[0] > 1 else 0])
@@ -196,7 +192,7 @@ def sample_importance(
         q,
         k,
         rows - pad,
-        plan.starts[b] - pad,
+        F.query_start(width, plan.text[b], inner.importance) - pad,
         hidden[b, rows],
         hidden[b, query],
         kind=inner.importance,
