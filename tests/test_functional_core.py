@@ -352,5 +352,5 @@ def test_true_indices_match_nonzero(entries):
 
 
 def test_a_plan_reaches_the_device_as_one_stacked_tensor():
-    rows = [torch.tensor([3, 1, 2]), torch.tensor([0, 5, 7])]
-    assert torch.equal(send_plan(rows, torch.device("cpu")), torch.stack(rows))
+    rows = [[3, 1, 2], [0, 5, 7]]
+    assert torch.equal(send_plan(rows, torch.device("cpu")), torch.tensor(rows))

@@ -84,11 +84,11 @@ def spread_counts(budget: int, capacities: list[int]) -> list[int]:
     return counts
 
 
-def send_plan(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """CPU ``[T]`` long tensors planned on the host (per-frame counts), stacked into
-    ``[len(rows), T]`` on ``device`` in one asynchronous copy (through pinned memory on CUDA, so
-    the host does not wait for the GPU)."""
-    packed = torch.stack(rows)
+def send_plan(rows: list[list[int]], device: torch.device) -> torch.Tensor:
+    """Per-frame counts planned on the host (Python integers, ``[T]`` each), as one
+    ``[len(rows), T]`` long tensor on ``device`` in one asynchronous copy (through pinned memory
+    on CUDA, so the host does not wait for the GPU)."""
+    packed = torch.tensor(rows, dtype=torch.long)
     if torch.device(device).type == "cuda":
         return packed.pin_memory().to(device, non_blocking=True)
     return packed.to(device)

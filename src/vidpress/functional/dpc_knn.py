@@ -34,11 +34,11 @@ import torch
 
 from vidpress.functional.similarity import (
     accumulation_dtype,
+    by_row_chunks,
     centred_padded,
     centred_scaled,
     descending_rank,
     nearest,
-    row_chunks,
     squared_distances,
     squared_norms,
 )
@@ -64,14 +64,14 @@ def _nearest_neighbours(
     sq = squared_norms(x)
     cols_sq = torch.full((cols.shape[0],), math.inf, dtype=cols.dtype, device=cols.device)
     cols_sq[:m] = sq  # padded columns are never near
-    d2_out = torch.empty((m, count), dtype=torch.float32, device=x.device)
-    idx_out = torch.empty((m, count), dtype=torch.long, device=x.device)
-    for rows in row_chunks(m, cols.shape[0], x.device):
+
+    def neighbours_of(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
         closeness = torch.addmm(cols_sq[None, :], x[rows], cols.T, beta=-1.0, alpha=2.0)
         closeness.diagonal(offset=rows.start).fill_(-math.inf)  # a token is not its neighbour
-        values, idx_out[rows] = _largest(closeness, count)
-        d2_out[rows] = (sq[rows, None] - values.float()).clamp_(min=0.0)
-    return d2_out, idx_out
+        values, index = _largest(closeness, count)
+        return (sq[rows, None] - values.float()).float().clamp_(min=0.0), index
+
+    return by_row_chunks(neighbours_of, m, cols.shape[0], x.device)
 
 
 def _largest(closeness: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,14 +135,15 @@ def _separation_of_peaks(
     """Squared delta of the rows ``peaks`` (in ``cols``' units) by a full pass over all M rows."""
     x = cols[:m]
     sq = squared_norms(cols)
-    out = torch.empty(peaks.numel(), dtype=torch.float32, device=x.device)
-    for rows in row_chunks(peaks.numel(), cols.shape[0], x.device):
+
+    def separation_of(rows: slice) -> torch.Tensor:
         ids = peaks[rows]
         d2 = squared_distances(x[ids], cols, sq[ids], sq)[:, :m]  # aligned product, then cut
         denser = rank[None, :] < rank[ids][:, None]
         to_denser = torch.where(denser, d2, math.inf).amin(dim=1)
-        out[rows] = torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1))
-    return out
+        return torch.where(denser.any(dim=1), to_denser, d2.amax(dim=1)).float()
+
+    return by_row_chunks(separation_of, peaks.numel(), cols.shape[0], x.device)
 
 
 def log_gamma(log_rho: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -161,11 +162,7 @@ def dpc_knn_scores_batched(
     and delta = 0. Rows are processed in chunks of at most CHUNK_ELEMENTS distances.
     """
     b, m, _ = x.shape
-    log_rho = torch.full((b, m), -math.inf, dtype=torch.float32, device=x.device)
-    delta = torch.zeros_like(log_rho)
-    for rows in row_chunks(b, m * m, x.device):
-        log_rho[rows], delta[rows] = _scores_of_rows(x[rows], valid[rows], k)
-    return log_rho, delta
+    return by_row_chunks(lambda rows: _scores_of_rows(x[rows], valid[rows], k), b, m * m, x.device)
 
 
 def _scores_of_rows(
@@ -198,7 +195,7 @@ def _scores_of_rows(
     farthest = torch.where(pair, d2, 0.0).amax(dim=2)
     delta_d2 = torch.where(denser.any(dim=2), to_denser, farthest)
     delta = torch.where(valid & (k_row > 0)[:, None], delta_d2.sqrt(), 0.0)
-    return log_rho, delta
+    return log_rho.float(), delta.float()  # float32 for float64 tokens too
 
 
 def dpc_knn_centres(x: torch.Tensor, count: int, k: int = 7) -> torch.Tensor:

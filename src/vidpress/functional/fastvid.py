@@ -23,9 +23,9 @@ beta = 0.6, k = 4.
 Where this implementation knowingly differs from the official code:
 - Exact budget. Officially every frame gets n = floor(N r) and each anchor frame
   floor(n_c L / ceil(L / p)) slots, so fewer than r T N tokens remain. Here n is spread over
-  frames by ``spread_evenly`` (floor(B/T), one more in the first B mod T frames), n_c =
+  frames by ``spread_counts`` (floor(B/T), one more in the first B mod T frames), n_c =
   floor(n d) as officially, and a segment's context slots (the sum of its frames' n_c) are
-  spread over its anchor frames by ``spread_evenly`` (the remainder to the earliest anchors),
+  spread over its anchor frames by ``spread_counts`` (the remainder to the earliest anchors),
   each holding at most its non-salient tokens. Slots that do not fit (only at high retention,
   where the official code fails) become extra salient slots of the segment's other frames.
 - A non-salient token of a segment with several anchor frames is merged into one target of
@@ -41,28 +41,25 @@ Where this implementation knowingly differs from the official code:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from vidpress.functional._checks import check_int, check_ratio, check_tensor
-from vidpress.functional.budgets import send_plan, spread_counts, spread_evenly
+from vidpress.functional.budgets import send_plan, spread_counts
 from vidpress.functional.dpc_knn import dpc_knn_scores_batched, log_gamma
 from vidpress.functional.merging import blend_into_targets
 from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.segmentation import adjacent_similarity, dyseg_cuts, segment_ids
-from vidpress.functional.similarity import descending_rank, row_chunks, true_indices, unit
+from vidpress.functional.similarity import by_row_chunks, descending_rank, true_indices, unit
 
 
-def anchor_frames(segment: torch.Tensor, period: int) -> torch.Tensor:
-    """``[T]`` bool: every ``period``-th frame counted back from the last frame of its segment.
-
-    segment: [T] long, the segment of each frame (non-decreasing, from 0).
-    """
-    frame = torch.arange(segment.numel(), device=segment.device)
-    last = torch.zeros(int(segment[-1]) + 1, dtype=torch.long, device=segment.device)
-    last.scatter_reduce_(0, segment, frame, "amax")
-    return (last[segment] - frame) % period == 0
+def anchor_frames(segment: list[int], period: int) -> list[bool]:
+    """Per frame: is it an anchor, i.e. ``period``-th frame counted back from the last frame of
+    its segment? segment: the segment of each frame (non-decreasing, from 0)."""
+    last = {s: t for t, s in enumerate(segment)}
+    return [(last[s] - t) % period == 0 for t, s in enumerate(segment)]
 
 
 def dtm_weight(members: torch.Tensor, beta: float) -> torch.Tensor:
@@ -70,36 +67,55 @@ def dtm_weight(members: torch.Tensor, beta: float) -> torch.Tensor:
     return (1.0 / (members.float() + 1.0)).clamp(min=beta)
 
 
-def place_slots(
-    segment: torch.Tensor,
-    anchor: torch.Tensor,
-    context: torch.Tensor,
-    salient: torch.Tensor,
-    n: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Context slots of each frame [T] and its salient count [T], exact (CPU, [T] long inputs).
+@dataclass(frozen=True)
+class FramePlan:
+    """FastVID's plan of a video, per frame, on Python integers (T is small: planning costs
+    microseconds of host time, not a few tensor operations per frame).
 
-    A segment's slots (the sum of its frames' ``context``) are spread evenly over its anchor
-    frames, each holding at most its n - salient non-salient tokens; what does not fit becomes
-    extra salient slots of the segment's other frames. Planned on Python integers (T is small).
+    segment: the frame's segment; salient: its ATS tokens; slots: its context targets (anchor
+    frames only); anchor_index: its anchor's place among its segment's anchor frames (a
+    non-anchor frame: the next anchor's, unused); first_target: the id of its first target when
+    the targets are numbered frame by frame.
     """
-    segment_of, is_anchor = segment.tolist(), anchor.tolist()
-    context_of, salient_of = context.tolist(), salient.tolist()
-    slots = [0] * len(segment_of)
-    for s in range(segment_of[-1] + 1):
-        frames = [t for t, seg in enumerate(segment_of) if seg == s]
+
+    segment: list[int]
+    salient: list[int]
+    slots: list[int]
+    anchor_index: list[int]
+    first_target: list[int]
+
+
+def frame_plan(
+    segment: list[int], budget: int, n: int, context_ratio: float, period: int
+) -> FramePlan:
+    """Where ``budget`` goes, exactly: n = ``spread_counts`` over frames, n_c = floor(n d)
+    context slots, n - n_c salient tokens. A segment's slots (the sum of its frames' n_c) are
+    spread evenly over its anchor frames, each holding at most its n - salient non-salient
+    tokens; what does not fit becomes extra salient slots of the segment's other frames."""
+    per_frame = spread_counts(budget, [n] * len(segment))
+    context = [math.floor(count * context_ratio) for count in per_frame]  # as int(n * d)
+    salient = [count - c for count, c in zip(per_frame, context, strict=True)]
+    is_anchor = anchor_frames(segment, period)
+    slots, anchor_index = [0] * len(segment), [0] * len(segment)
+    for s in range(segment[-1] + 1):
+        frames = [t for t, seg in enumerate(segment) if seg == s]
         anchors = [t for t in frames if is_anchor[t]]
         others = [t for t in frames if not is_anchor[t]]
-        total = sum(context_of[t] for t in frames)
-        room = [n - salient_of[t] for t in anchors]
+        total = sum(context[t] for t in frames)
+        room = [n - salient[t] for t in anchors]
         fit = min(total, sum(room))
         for t, count in zip(anchors, spread_counts(fit, room), strict=True):
             slots[t] = count
         if total > fit:
-            extra = spread_counts(total - fit, [n - salient_of[t] for t in others])
+            extra = spread_counts(total - fit, [n - salient[t] for t in others])
             for t, count in zip(others, extra, strict=True):
-                salient_of[t] += count
-    return torch.tensor(slots, dtype=torch.long), torch.tensor(salient_of, dtype=torch.long)
+                salient[t] += count
+        seen = 0
+        for t in frames:
+            anchor_index[t] = seen
+            seen += is_anchor[t]
+    first_target = [sum(slots[:t]) for t in range(len(segment))]
+    return FramePlan(segment, salient, slots, anchor_index, first_target)
 
 
 def fastvid_compress(
@@ -142,34 +158,32 @@ def fastvid_compress(
     device = tokens.device
 
     cuts = dyseg_cuts(adjacent_similarity(frame_features), segments, tau)
-    segment = segment_ids(cuts).cpu()  # [T]; the one host sync: the frame plan is made there
-    anchor = anchor_frames(segment, anchor_period)
-    per_frame = spread_evenly(budget, frames, n)
-    context = torch.floor(per_frame.double() * context_ratio).long()  # as int(n * d)
-    slots, salient = place_slots(segment, anchor, context, per_frame - context, n)
-    anchor_index, first_target = anchor_positions(segment, anchor, slots)
-    plan = send_plan([salient, slots, segment, anchor_index, first_target], device)
-    is_salient = descending_rank(scores) < plan[0][:, None]  # ATS, [T, N]
+    segment = segment_ids(cuts).tolist()  # the one host sync: the frame plan is made there
+    plan = frame_plan(segment, budget, n, context_ratio, anchor_period)
+    salient, slots, segment_of, index_of, first_of = send_plan(
+        [plan.salient, plan.slots, plan.segment, plan.anchor_index, plan.first_target], device
+    )
+    is_salient = descending_rank(scores) < salient[:, None]  # ATS, [T, N]
 
     flat = tokens.reshape(-1, dim)
-    salient_count = int(salient.sum())
+    salient_count, slot_count = sum(plan.salient), sum(plan.slots)
     kept = true_indices(is_salient.flatten(), salient_count)
     assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
     assignment[kept] = torch.arange(salient_count, device=device)
-    if int(slots.sum()) == 0:
+    if slot_count == 0:
         return finalize(flat[kept], kept, assignment, grid)
 
     log_rho, delta = dpc_knn_scores_batched(tokens, ~is_salient, k)
     # log(rho x delta); delta = 0 (-inf) becomes the lowest finite value, above the salient
     gamma = log_gamma(log_rho, delta).clamp_(min=torch.finfo(torch.float32).min)
     density = torch.where(is_salient, -torch.inf, gamma)
-    is_target = descending_rank(density) < plan[1][:, None]
-    targets = true_indices(is_target.flatten(), int(slots.sum()))  # grouped by frame
+    is_target = descending_rank(density) < slots[:, None]
+    targets = true_indices(is_target.flatten(), slot_count)  # grouped by frame
     layout = AnchorLayout(
-        segment=plan[2],
-        index=plan[3],
-        first_target=plan[4],
-        shape=(int(segment[-1]) + 1, int(anchor_index.max()) + 1, int(slots.max())),
+        segment=segment_of,
+        index=index_of,
+        first_target=first_of,
+        shape=(segment[-1] + 1, max(plan.anchor_index) + 1, max(plan.slots)),
     )
     merged, best = dtm(flat, n, targets, ~is_salient, frames * n - salient_count, layout, beta)
     assignment = torch.where(best >= 0, salient_count + best, assignment)
@@ -177,23 +191,11 @@ def fastvid_compress(
     return finalize(torch.cat([flat[kept], merged]), torch.cat([kept, targets]), assignment, grid)
 
 
-def anchor_positions(
-    segment: torch.Tensor, anchor: torch.Tensor, slots: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per frame (CPU, [T] long): the index of its anchor frame within its segment (anchors in
-    time order; a non-anchor frame gets the index of the next anchor, unused), and the id of its
-    first target when the targets are numbered frame by frame."""
-    anchors, frames = anchor.long(), torch.bincount(segment)  # frames per segment
-    before = torch.cumsum(anchors, 0) - anchors  # anchor frames before each frame
-    start = torch.cumsum(frames, 0) - frames  # first frame of each segment
-    return before - before[start[segment]], torch.cumsum(slots, 0) - slots
-
-
 @dataclass(frozen=True)
 class AnchorLayout:
     """Where the targets of each anchor frame sit, on the tokens' device.
 
-    segment, index, first_target: [T] long, per frame (``anchor_positions``);
+    segment, index, first_target: [T] long, per frame (``FramePlan``'s);
     shape: (segments, most anchor frames in a segment, most targets of a frame).
     """
 
@@ -240,17 +242,18 @@ def dtm(
     table, target_anchor = anchor_table(layout, targets, n)  # [S, A, K], [G]
     members = true_indices(mergeable.flatten(), mergeable_count)  # [M]
     member_segment = layout.segment[members // n]
-    label = torch.empty(members.numel(), table.shape[1], dtype=torch.long, device=device)
-    similarity = torch.empty(label.shape, device=device)
     target_unit = unit(flat[targets])  # [G, D]
     width = max(targets.numel() + table[0].numel(), flat.shape[1])
-    for rows in row_chunks(members.numel(), width, device):
+
+    def best_target(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's most similar target of every anchor frame: (label, cosine) [r, A]."""
         cols = table[member_segment[rows]]  # [r, A, K]
         sims = (unit(flat[members[rows]]) @ target_unit.T).gather(1, cols.clamp(min=0).flatten(1))
         sims = sims.view(cols.shape).masked_fill(cols < 0, -torch.inf)
         slot = torch.argmax(sims, dim=2, keepdim=True)
-        similarity[rows] = sims.gather(2, slot).squeeze(2)
-        label[rows] = cols.gather(2, slot).squeeze(2)
+        return cols.gather(2, slot).squeeze(2), sims.gather(2, slot).squeeze(2)
+
+    label, similarity = by_row_chunks(best_target, members.numel(), width, device)
     own = torch.searchsorted(members, targets)
     label[own, target_anchor] = torch.arange(targets.numel(), device=device)
 

@@ -69,6 +69,19 @@ def row_chunks(rows: int, cols: int, device: torch.device | str = "cpu") -> list
     return [slice(start, start + step) for start in range(0, rows, step)]
 
 
+def by_row_chunks(chunk_fn, rows: int, cols: int, device: torch.device | str = "cpu"):
+    """``chunk_fn(row_slice)`` over the ``row_chunks`` of a [rows, cols] matrix, its outputs (a
+    tensor, or a tuple of tensors, with the chunk's rows first) concatenated. A single chunk's
+    output is returned as it is: no buffer to fill, no copy (a launch and an allocation less
+    each, which add up on a host-bound GPU)."""
+    parts = [chunk_fn(rows_) for rows_ in row_chunks(rows, cols, device) or [slice(0, 0)]]
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
 def pad_rows(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     """``x: [M, ...]`` with rows of ``value`` appended up to a multiple of ALIGN rows."""
     extra = -x.shape[0] % ALIGN
@@ -170,13 +183,13 @@ def nearest(queries: torch.Tensor, targets: torch.Tensor, metric: str = "cosine"
         scale = power_of_two_scale(largest)
         queries, t = queries * scale, pad_rows(targets * scale)
         t_sq = pad_rows(squared_norms(t[: targets.shape[0]]), value=torch.inf)
-    out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
-    for rows in row_chunks(queries.shape[0], t.shape[0], queries.device):
+
+    def nearest_of(rows: slice) -> torch.Tensor:
         if metric == "cosine":
-            out[rows] = torch.argmax(q[rows] @ t.T, dim=1)
-        else:
-            out[rows] = torch.argmin(squared_distances(queries[rows], t, b_sq=t_sq), dim=1)
-    return out
+            return torch.argmax(q[rows] @ t.T, dim=1)
+        return torch.argmin(squared_distances(queries[rows], t, b_sq=t_sq), dim=1)
+
+    return by_row_chunks(nearest_of, queries.shape[0], t.shape[0], queries.device)
 
 
 def nearest_per_batch(
@@ -189,12 +202,12 @@ def nearest_per_batch(
     ``nearest``. Computed in batch chunks.
     """
     q, t = unit(queries), unit(targets)
-    out = torch.empty(q.shape[:2], dtype=torch.long, device=q.device)
-    for rows in row_chunks(q.shape[0], q.shape[1] * t.shape[1]):
+
+    def nearest_of(rows: slice) -> torch.Tensor:
         sims = q[rows] @ t[rows].transpose(1, 2)
-        sims = sims.masked_fill(~valid[rows, None, :], -torch.inf)
-        out[rows] = torch.argmax(sims, dim=2)
-    return out
+        return torch.argmax(sims.masked_fill(~valid[rows, None, :], -torch.inf), dim=2)
+
+    return by_row_chunks(nearest_of, q.shape[0], q.shape[1] * t.shape[1])
 
 
 def _admit_block(conflict: torch.Tensor, limit: int) -> torch.Tensor:
@@ -264,8 +277,9 @@ def _below_tau(
 ) -> torch.Tensor:
     """[len(rows)] bool: the ``rows`` of ``features`` whose cosine to every row of the unit
     ``pool`` stays below tau."""
-    keep = torch.empty(rows.numel(), dtype=torch.bool, device=features.device)
-    for part in row_chunks(rows.numel(), features.shape[1], features.device):
+
+    def below(part: slice) -> torch.Tensor:
         part_unit = unit(features[rows[part]], features.dtype)
-        keep[part] = (part_unit @ pool.T).float().amax(dim=1) < tau
-    return keep
+        return (part_unit @ pool.T).float().amax(dim=1) < tau
+
+    return by_row_chunks(below, rows.numel(), features.shape[1], features.device)

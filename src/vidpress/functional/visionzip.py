@@ -16,7 +16,7 @@ Defaults: ``dominant_ratio`` = 54/64; ``keys`` = the tokens themselves when not 
 
 Where this implementation knowingly differs from the official code:
 - Exact budget: the official code keeps the same count in every frame; here the budget is
-  spread over frames by ``spread_evenly`` (floor(B/T) each, one more in the first B mod T
+  spread over frames by ``spread_counts`` (floor(B/T) each, one more in the first B mod T
   frames), then each frame's n is split 54:10 as above.
 - With a budget below T, the frames given n = 0 keep nothing (any n >= 1 has at least one
   contextual slot, as the floor leaves n - floor(54 n / 64) >= 1).
@@ -26,10 +26,12 @@ Where this implementation knowingly differs from the official code:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from vidpress.functional._checks import check_ratio, check_tensor
-from vidpress.functional.budgets import send_plan, spread_evenly
+from vidpress.functional.budgets import send_plan, spread_counts
 from vidpress.functional.merging import group_mean
 from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
 from vidpress.functional.similarity import descending_rank, nearest_per_batch, true_indices
@@ -91,12 +93,12 @@ def visionzip_compress(
         )
     device = tokens.device
 
-    per_frame = spread_evenly(budget, frames, n)  # [T], planned on the host
-    dominant_cpu = torch.floor(per_frame.double() * dominant_ratio).long()  # as int(n * 54/64)
-    contextual_cpu = per_frame - dominant_cpu
-    first, targets = int(dominant_cpu.sum()), int(contextual_cpu.sum())
-    merging = int(((n - per_frame) * (contextual_cpu > 0)).sum())
-    dominant, contextual = send_plan([dominant_cpu, contextual_cpu], device)
+    per_frame = spread_counts(budget, [n] * frames)  # planned on the host
+    dominant_of = [math.floor(count * dominant_ratio) for count in per_frame]  # int(n * 54/64)
+    contextual_of = [count - d for count, d in zip(per_frame, dominant_of, strict=True)]
+    first, targets = sum(dominant_of), sum(contextual_of)
+    merging = sum(n - count for count, c in zip(per_frame, contextual_of, strict=True) if c > 0)
+    dominant, contextual = send_plan([dominant_of, contextual_of], device)
     is_dominant = descending_rank(scores) < dominant[:, None]  # [T, N]
     slot = contextual_targets(~is_dominant, contextual)  # [T, N]
 
@@ -110,7 +112,7 @@ def visionzip_compress(
     merges = ((~is_dominant) & (slot < 0) & (contextual > 0)[:, None]).flatten()
     members = true_indices(merges, merging)
     if merging > 0:
-        choice = nearest_target(keys, slot, contextual, int(contextual_cpu.max()), targets)
+        choice = nearest_target(keys, slot, contextual, max(contextual_of), targets)
         first_target = first + torch.cumsum(contextual, 0) - contextual  # [T]
         assignment[members] = first_target[members // n] + choice.flatten()[members]
 
