@@ -21,8 +21,8 @@ class Family:
     """One model family (subclasses set the class attributes and implement the methods).
 
     name:            the family's name (``LoadedModel.family``, ``vidpress bench``'s "family")
-    model_type:      the ``model_type`` of its ``config.json``
-    adapter:         its ``VideoAdapter`` class (whose ``model_class`` is the transformers class)
+    adapter:         its ``VideoAdapter`` class (whose ``model_class`` is the transformers class
+                     and ``model_type`` the ``model_type`` of its ``config.json``)
     description:     how error messages list it among the supported models
     variant:         True for a variant of the family of its ``model_type``, told apart by
                      ``matches`` (the testbed: a LLaVA-OneVision folder with vidpress's processor)
@@ -32,7 +32,6 @@ class Family:
     """
 
     name: ClassVar[str]
-    model_type: ClassVar[str]
     adapter: ClassVar[type[VideoAdapter]]
     description: ClassVar[str]
     variant: ClassVar[bool] = False
@@ -43,6 +42,10 @@ class Family:
     @property
     def model_class(self) -> str:
         return self.adapter.model_class
+
+    @property
+    def model_type(self) -> str:
+        return self.adapter.model_type
 
     def matches(self, path: Path) -> bool:
         """Whether the checkpoint folder ``path`` (of this ``model_type``) is of this family."""
@@ -105,10 +108,6 @@ class Family:
 
     def frame_size(self, tiny: bool) -> int:
         """Default frame side in pixels of its random architecture."""
-        raise NotImplementedError
-
-    def tokens_per_frame(self, config: Any, frame_size: int) -> float:
-        """Visual tokens per frame of ``frame_size`` px frames."""
         raise NotImplementedError
 
     def random_video(self, config: Any, frames: int, size: int, generator: torch.Generator):

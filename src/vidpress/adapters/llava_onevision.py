@@ -18,7 +18,6 @@ testbed (a LLaVA-OneVision folder with vidpress's processor, ``vidpress.testbed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -35,14 +34,14 @@ from vidpress.adapters.base import (
     video_blocks,
 )
 from vidpress.adapters.family import Family
-from vidpress.adapters.llava_onevision_inputs import prepare_video
+from vidpress.adapters.llava_onevision_inputs import pooled_side, prepare_video
 
 
 def _pool(x: torch.Tensor, side: int) -> torch.Tensor:
     """OV's ``apply_pooling``: [F, g*g, C] -> [F, ceil(g/2)^2, C] by bilinear interpolation."""
     frames, length, channels = x.shape
     grid = x.view(frames, side, side, channels).permute(0, 3, 1, 2)
-    small = math.ceil(side / 2)
+    small = pooled_side(side)
     pooled = nn.functional.interpolate(grid, size=[small, small], mode="bilinear")
     return pooled.permute(0, 2, 3, 1).reshape(frames, small * small, channels)
 
@@ -184,7 +183,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
 
         videos_n, frames = pixels.shape[:2]
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size
-        small = math.ceil(side / 2)
+        small = pooled_side(side)
         per_frame = small * small
         tokens = features.view(videos_n, frames, per_frame, -1)
 
@@ -265,7 +264,6 @@ class LlavaOnevisionFamily(Family):
     """LLaVA-OneVision: SigLIP (or another ViT) + 2-layer projector + 2 x 2 bilinear pooling."""
 
     name = "llava_onevision"
-    model_type = "llava_onevision"
     adapter = LlavaOnevisionAdapter
     description = (
         "LLaVA-OneVision (LlavaOnevisionForConditionalGeneration, model_type 'llava_onevision'; "
@@ -288,7 +286,7 @@ class LlavaOnevisionFamily(Family):
         """ViT + 2-layer projector on every patch, then ceil(g/2)^2 pooled tokens per frame."""
         from vidpress.metrics import model_specs as specs
 
-        return specs.llava_style_spec(config, name, lambda grid: math.ceil(grid / 2) ** 2)
+        return specs.llava_style_spec(config, name, lambda grid: pooled_side(grid) ** 2)
 
     def random_config(self, tiny: bool):
         """LLaVA-OV-7B: SigLIP-so400m (26 layers, 384 px, 14 px patches) + Qwen2-7B; ``tiny``:
@@ -330,14 +328,11 @@ class LlavaOnevisionFamily(Family):
     def frame_size(self, tiny: bool) -> int:
         return 56 if tiny else 384  # the vision tower's input size
 
-    def tokens_per_frame(self, config, frame_size: int) -> int:
-        cfg = config.vision_config
-        side = -(-(cfg.image_size // cfg.patch_size) // 2)
-        return side * side
-
     def random_video(self, config, frames: int, size: int, generator: torch.Generator):
         """``frames`` frames of ``size`` px (the tower's image size)."""
-        video = [config.video_token_id] * (frames * self.tokens_per_frame(config, size) + 1)
+        vision = config.vision_config
+        per_frame = pooled_side(vision.image_size // vision.patch_size) ** 2
+        video = [config.video_token_id] * (frames * per_frame + 1)
         return video, torch.randn(1, frames, 3, size, size, generator=generator), None
 
 
@@ -396,5 +391,5 @@ class TestbedFamily(LlavaOnevisionFamily):
             vision=vision,
             projector=specs.llava_projector(vision.hidden, llm.hidden),
             frames=32,
-            tokens_per_frame=math.ceil(vision.grid / 2) ** 2,
+            tokens_per_frame=pooled_side(vision.grid) ** 2,
         )

@@ -30,6 +30,12 @@ from vidpress.adapters.inputs import (
 from vidpress.video_io import read_frames
 
 
+def pooled_side(patches: int) -> int:
+    """Tokens per side of a frame after LLaVA-OneVision's 2x2 bilinear video pooling of its
+    ``patches`` x ``patches`` grid: ceil(patches / 2)."""
+    return math.ceil(patches / 2)
+
+
 def ov_resize_to(cfg: dict, height: int, width: int) -> tuple[int, int]:
     """The output size of LLaVA-OV's video processor for frames of ``height`` x ``width``:
     ``size`` {height, width}, or {shortest_edge} (aspect kept, the long side truncated)."""
@@ -75,7 +81,7 @@ def prepare_video(loaded, info, question: str, count: int) -> Prepared:
     height, width = frames.shape[-2:]
     vision = config.vision_config
     patches = vision.image_size // vision.patch_size
-    side = math.ceil(patches / 2)
+    side = pooled_side(patches)
     video_id = config_value(config, "video_token_id", "video_token_index")
     token = loaded.tokenizer.convert_ids_to_tokens(video_id)
     text = render_prompt(loaded, question, token)

@@ -27,7 +27,13 @@ from transformers.vision_utils import get_vision_window_index
 from vidpress import functional as F
 from vidpress.adapters.base import Prompt, Timer, VideoAdapter, VideoInput, video_blocks
 from vidpress.adapters.family import Family
-from vidpress.adapters.qwen2_5_vl_inputs import SIZE, prepare_video, qwen_num_frames
+from vidpress.adapters.qwen2_5_vl_inputs import (
+    SIZE,
+    mm_token_types,
+    prepare_video,
+    qwen_num_frames,
+    temporal_patch,
+)
 
 
 def received_in_segments(
@@ -187,7 +193,6 @@ class Qwen2_5_VLFamily(Family):
     """Qwen2.5-VL: frames sampled by fps, windowed ViT, patch merger, M-RoPE."""
 
     name = "qwen2_5_vl"
-    model_type = "qwen2_5_vl"
     adapter = Qwen2_5_VLAdapter
     description = "Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration, model_type 'qwen2_5_vl')"
     video_processor = "Qwen2VLVideoProcessor"
@@ -202,11 +207,8 @@ class Qwen2_5_VLFamily(Family):
         # into its class default when given none, which the next checkpoint would inherit.
         return {"size": dict(video_config.get("size") or SIZE)}
 
-    def default_frames(self, video_config: dict) -> None:
-        return None
-
     def temporal_patch(self, video_config: dict) -> int:
-        return int(video_config.get("temporal_patch_size", 2))
+        return temporal_patch(video_config)
 
     def sample_count(self, video_config: dict, info, num_frames, fps):
         return qwen_num_frames(info, video_config, num_frames, fps), []
@@ -285,24 +287,20 @@ class Qwen2_5_VLFamily(Family):
     def frame_size(self, tiny: bool) -> int:
         return 112 if tiny else 448  # 448: 16 x 16 tokens per 2 frames
 
-    def tokens_per_frame(self, config, frame_size: int) -> float:
-        """Per frame, i.e. half a temporal patch."""
-        cfg = config.vision_config
-        side = frame_size // cfg.patch_size // cfg.spatial_merge_size
-        return side * side / cfg.temporal_patch_size
-
     def random_video(self, config, frames: int, size: int, generator: torch.Generator):
-        """``frames`` frames (even) of ``size`` px (a multiple of 28)."""
-        patch = config.vision_config.patch_size
-        t, h = frames // 2, size // patch
-        video = [config.vision_start_token_id] + [config.video_token_id] * (t * h * h // 4)
+        """``frames`` frames (a multiple of the temporal patch) of ``size`` px (a multiple of the
+        patch times the spatial merge)."""
+        cfg = config.vision_config
+        t, h = frames // cfg.temporal_patch_size, size // cfg.patch_size
+        tokens = t * h * h // cfg.spatial_merge_size**2
+        video = [config.vision_start_token_id, *[config.video_token_id] * tokens]
         video.append(config.vision_end_token_id)
-        pixels = torch.randn(t * h * h, 3 * 2 * patch * patch, generator=generator)
-        return video, pixels, [t, h, h]
+        pixel = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
+        return video, torch.randn(t * h * h, pixel, generator=generator), [t, h, h]
 
     def video_inputs(self, config, ids: torch.Tensor, pixels: list, grids: list) -> dict:
         return {
             "pixel_values_videos": torch.cat(pixels),
             "video_grid_thw": torch.tensor(grids),
-            "mm_token_type_ids": (ids == config.video_token_id).int() * 2,
+            "mm_token_type_ids": mm_token_types(ids, config),
         }

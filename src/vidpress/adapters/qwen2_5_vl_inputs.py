@@ -31,6 +31,19 @@ DEFAULT_FPS = 2.0
 SIZE = {"shortest_edge": 128 * 28 * 28, "longest_edge": 28 * 28 * 768}  # pixels per frame
 
 
+def temporal_patch(cfg: dict) -> int:
+    """Frames per temporal patch of a video processor config ``cfg`` (Qwen2-VL's default: 2)."""
+    return int(cfg.get("temporal_patch_size", 2))
+
+
+def mm_token_types(ids: torch.Tensor, config) -> torch.Tensor:
+    """Qwen2.5-VL's ``mm_token_type_ids`` of ``ids``: 2 on video tokens, 1 on image tokens (when
+    the model ``config`` has an image token), 0 elsewhere."""
+    types = (ids == config.video_token_id).int() * 2
+    image_id = getattr(config, "image_token_id", None)
+    return types + (ids == image_id).int() if image_id is not None else types
+
+
 def qwen_num_frames(info: VideoInfo, cfg: dict, num_frames: int | None, fps: float | None) -> int:
     """``Qwen2VLVideoProcessor.sample_frames``'s frame count.
 
@@ -38,7 +51,7 @@ def qwen_num_frames(info: VideoInfo, cfg: dict, num_frames: int | None, fps: flo
     frames; without it, ``fps`` (--fps; default the config's, else 2) frames per second of video,
     clamped to [min_frames, max_frames] and to the file, floored to the temporal patch.
     """
-    temporal = int(cfg.get("temporal_patch_size", 2))
+    temporal = temporal_patch(cfg)
     total = info.total_frames
     if total < temporal:
         raise ValueError(
@@ -108,7 +121,7 @@ def qwen_pixel_bounds(cfg: dict, max_pixels: int | None, num_frames: int) -> tup
     if cfg.get("cap_pixels_per_frame"):
         factor = int(cfg.get("patch_size", 14)) * int(cfg.get("merge_size", 2))
         total = int(int(cfg.get("max_video_tokens", 128000)) * factor * factor * 0.9)
-        share = total * int(cfg.get("temporal_patch_size", 2)) // num_frames
+        share = total * temporal_patch(cfg) // num_frames
         max_pixels = max(min(max_pixels, share), int(min_pixels * 1.05))
     return min_pixels, max_pixels
 
@@ -126,7 +139,7 @@ def qwen_pixels(loaded, frames: torch.Tensor, max_pixels: int | None):
         resized = resize_frames(frames, h * side, w * side, resample_mode(cfg))
         return out["pixel_values_videos"], (t, h, w), resized
     patch, merge = int(cfg.get("patch_size", 14)), int(cfg.get("merge_size", 2))
-    temporal = int(cfg.get("temporal_patch_size", 2))
+    temporal = temporal_patch(cfg)
     min_pixels, max_pixels = qwen_pixel_bounds(cfg, max_pixels, len(frames))
     height, width = smart_resize(*frames.shape[-2:], patch * merge, min_pixels, max_pixels)
     resized = resize_frames(frames, height, width, resample_mode(cfg))
@@ -138,7 +151,7 @@ def prepare_video(loaded, info, question: str, count: int, max_pixels: int | Non
     """``count`` frames of ``info``'s file and ``question`` as Qwen2.5-VL inputs."""
     cfg, config = loaded.video_config, loaded.model.config
     merge = int(cfg.get("merge_size", 2))
-    temporal = int(cfg.get("temporal_patch_size", 2))
+    temporal = temporal_patch(cfg)
     indices = arange_indices(info.total_frames, count)
     t0 = time.perf_counter()
     frames = read_frames(info.path, indices)
@@ -151,8 +164,6 @@ def prepare_video(loaded, info, question: str, count: int, max_pixels: int | Non
     text = render_prompt(loaded, question, token)
     text = text.replace(token, token * (t * h * w // merge**2))
     ids = tokenize(loaded.tokenizer, text)
-    image_id = getattr(config, "image_token_id", None)
-    types = (ids == video_id).int() * 2 + ((ids == image_id).int() if image_id else 0)
     return Prepared(
         inputs={
             "input_ids": ids,
@@ -160,7 +171,7 @@ def prepare_video(loaded, info, question: str, count: int, max_pixels: int | Non
             "pixel_values_videos": flat,
             "video_grid_thw": torch.tensor([[t, h, w]]),
             "second_per_grid_ts": torch.tensor([temporal / sampled_fps]),
-            "mm_token_type_ids": types,
+            "mm_token_type_ids": mm_token_types(ids, config),
         },
         info=info,
         frames=frames[::temporal],

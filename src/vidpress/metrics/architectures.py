@@ -103,10 +103,6 @@ class Architecture:
     def frame_size(self) -> int:
         return frame_size(self.family, self.tiny)
 
-    def tokens_per_frame(self, model) -> float:
-        """Visual tokens per frame (Qwen2.5-VL: per frame, i.e. half a temporal patch)."""
-        return get_family(self.family).tokens_per_frame(model.config, self.frame_size)
-
 
 #: every family's ``architectures``, by name: the full-size ones first
 ARCHITECTURES: dict[str, Architecture] = {

@@ -10,7 +10,6 @@ and appends one newline token per video). ``prepare_video`` is the testbed famil
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from vidpress.adapters.inputs import Prepared, chat_template_errors
+from vidpress.adapters.llava_onevision_inputs import pooled_side
 
 from .convert_dinov2 import IMAGENET_MEAN, IMAGENET_STD, PATCH
 
@@ -51,7 +51,7 @@ class FrameSpec:
     @property
     def tokens_per_frame(self) -> int:
         """Visual tokens per frame after OV's 2x2 bilinear pooling: ceil(g/2)^2."""
-        return math.ceil(self.grid / 2) ** 2
+        return pooled_side(self.grid) ** 2
 
     def num_video_tokens(self, num_frames: int) -> int:
         """Placeholders for one video: frames x tokens_per_frame + 1 newline token."""
@@ -183,7 +183,7 @@ def prepare_video(loaded, info, question: str, count: int) -> Prepared:
     decode_seconds = time.perf_counter() - t0
     with chat_template_errors(loaded):
         inputs = loaded.processor(clip.frames, question)
-    side = math.ceil(spec.grid / 2)
+    side = pooled_side(spec.grid)
     return Prepared(
         inputs=inputs,
         info=info,

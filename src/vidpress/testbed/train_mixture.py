@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidpress.adapters.llava_onevision_inputs import pooled_side
+
 from .convert_dinov2 import PATCH
 from .synthvqa import FAMILIES, MIN_FRAMES, SynthVQA
 from .synthvqa_families import VIDEO_MEDIA
@@ -108,7 +110,7 @@ class Layout:
 
 def tokens_per_frame(px: int, patch: int = PATCH) -> int:
     """Visual tokens of one frame on the stock video path: ceil(g / 2)^2."""
-    return math.ceil(px // patch / 2) ** 2
+    return pooled_side(px // patch) ** 2
 
 
 def video_sides(phase, frames: int) -> list[int]:
