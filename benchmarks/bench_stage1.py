@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from vidpress import functional as F
-from vidpress.metrics.latency import Clock, time_call
+from vidpress.metrics.latency import Clock, peak_memory, time_call
 
 
 def synthetic_video(frames: int, per_frame: int, dim: int, device: str, seed: int = 0):
@@ -41,24 +41,23 @@ def time_method(name, tokens, scores, retention, repeats, warmup):
     def call():
         return F.compress_video_tokens(name, tokens, scores, retention=retention)
 
-    for _ in range(warmup):
+    kept = len(call())  # also the first warm-up call
+    for _ in range(warmup - 1):
         call()
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    times = time_call(call, Clock("cuda"), 0, repeats)
+    with peak_memory("cuda") as memory:
+        times = time_call(call, Clock("cuda"), 0, repeats)
     return {
         "method": name,
         "frames": tokens.shape[0],
         "tokens_per_frame": tokens.shape[1],
         "dim": tokens.shape[2],
         "retention": retention,
-        "kept": len(call()),
+        "kept": kept,
         "median_ms": statistics.median(times),
         "min_ms": min(times),
         "max_ms": max(times),
         "repeats": repeats,
-        "extra_peak_mb": (torch.cuda.max_memory_allocated() - base) / 2**20,
+        "extra_peak_mb": memory["extra_bytes"] / 2**20,
     }
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vidpress import loading
 from vidpress.metrics.architectures import ARCHITECTURES, get_architecture
 from vidpress.metrics.model_specs import PAPER_MODEL
 from vidpress.presses import (
@@ -65,15 +66,7 @@ class BenchConfig:
 def resolve_device(config: BenchConfig) -> torch.device:
     """The device to run on; a clear ValueError where a GPU is needed and none is there."""
     arch = get_architecture(config.model)
-    cuda = torch.cuda.is_available()
-    if config.device not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"device must be auto, cuda or cpu, got {config.device!r}")
-    if config.device == "cuda" and not cuda:
-        raise ValueError("--device cuda needs a CUDA GPU; torch.cuda.is_available() is False")
-    if config.device == "auto":
-        device = torch.device("cuda" if cuda else "cpu")
-    else:
-        device = torch.device(config.device)
+    device = loading.resolve_device(config.device)
     if not arch.tiny and device.type != "cuda":
         tiny = ", ".join(name for name, a in ARCHITECTURES.items() if a.tiny)
         raise ValueError(

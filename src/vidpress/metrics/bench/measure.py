@@ -24,6 +24,7 @@ from vidpress.metrics.bench.profiles import (
     compression_sweep,
     profile_compression,
     profile_decode,
+    stats_columns,
     timing_breakdown,
 )
 from vidpress.metrics.bench.targets import report_bars
@@ -75,15 +76,7 @@ def measure_setting(
                 run, inputs, config.decode_tokens, clock, config.warmup, config.repeats
             )
     if stats:
-        last = stats[-1]
-        row["tokens_in"] = sum(last.tokens_in)
-        row["kept_outer"] = sum(last.kept_outer)
-        row["kept_inner"] = None if last.kept_inner is None else sum(last.kept_inner)
-        row["outer_ms"] = summarize([1000 * s.outer_seconds for s in stats])
-        row["scores_ms"] = summarize([1000 * s.score_seconds for s in stats])
-        row["process_ms"] = summarize([1000 * (s.outer_seconds - s.score_seconds) for s in stats])
-        row["inner_ms"] = summarize([1000 * s.inner_seconds for s in stats])
-        row["inner_layer"] = run.inner_layer
+        row.update(stats_columns(stats), inner_layer=run.inner_layer)
     return row
 
 
@@ -103,9 +96,8 @@ def run_bench(
 
     model = build_architecture(config.model, device)
     layers = model.config.text_config.num_hidden_layers
-    inputs = video_prompt(
-        model, arch.family, config.frames, size, (config.text_before, config.text_after), device
-    )
+    text = (config.text_before, config.text_after)
+    inputs = video_prompt(model, arch.family, config.frames, size, text, device)
     clock = Clock(device)
     report: dict = {
         "command": command,
@@ -145,8 +137,8 @@ def run_bench(
     log(f"bench {arch.name} on {report['device']}: {report['model']['prompt_tokens']} tokens")
     with torch.no_grad():  # global warm-up (kernels, allocator, the host): 2 decodes
         model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
-        warm_press = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
-        with warm_press(model):
+        paper = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
+        with paper(model):
             model.generate(**inputs, **greedy_kwargs(config.decode_tokens // 2 + 1))
     floors = None
     if device.type == "cuda":
@@ -180,22 +172,17 @@ def run_bench(
             log(f"sweep {json.dumps(_short(row))}")
         save(report)
     if config.profile:
-        report["profile"] = profile_compression(model, inputs, device)
-        if config.sweep_frames:
-            big = video_prompt(model, arch.family, max(config.sweep_frames), size, (14, 20), device)
-            report["profile_sweep"] = profile_compression(model, big, device)
-            del big
-        unified2 = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
-        report["profile_breakdown"] = timing_breakdown(model, inputs, unified2, device)
         fastvid = make_press(grid_settings(REFERENCE, "2"), layers)
+        report["profile"] = profile_compression(model, inputs, device)
+        report["profile_breakdown"] = timing_breakdown(model, inputs, paper, device)
         report["profile_breakdown_fastvid"] = timing_breakdown(model, inputs, fastvid, device)
         if config.sweep_frames:
-            big = video_prompt(model, arch.family, max(config.sweep_frames), size, (14, 20), device)
-            report["profile_breakdown_sweep"] = timing_breakdown(model, big, unified2, device, 2)
+            big = video_prompt(model, arch.family, max(config.sweep_frames), size, text, device)
+            report["profile_sweep"] = profile_compression(model, big, device)
+            report["profile_breakdown_sweep"] = timing_breakdown(model, big, paper, device, 2)
             del big
         report["profile_decode_vanilla"] = profile_decode(model, inputs, None, device)
-        unified = make_press(grid_settings(PAPER_PRESS, "2/1"), layers)
-        report["profile_decode_unified"] = profile_decode(model, inputs, unified, device)
+        report["profile_decode_unified"] = profile_decode(model, inputs, paper, device)
         save(report)
     report["bars"] = report_bars(report)
     save(report)

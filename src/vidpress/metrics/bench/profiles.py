@@ -23,6 +23,21 @@ from vidpress.metrics.latency import (
 from vidpress.presses import UnifiedPress
 
 
+def stats_columns(stats: list) -> dict:
+    """A row's columns from a run's ``RunStats`` of its repeats: the last one's token counts,
+    and the medians and spreads of the stage times (ms; "process" is stage 1 without scores)."""
+    last = stats[-1]
+    return {
+        "tokens_in": sum(last.tokens_in),
+        "kept_outer": sum(last.kept_outer),
+        "kept_inner": None if last.kept_inner is None else sum(last.kept_inner),
+        "outer_ms": summarize([1000 * s.outer_seconds for s in stats]),
+        "scores_ms": summarize([1000 * s.score_seconds for s in stats]),
+        "process_ms": summarize([1000 * (s.outer_seconds - s.score_seconds) for s in stats]),
+        "inner_ms": summarize([1000 * s.inner_seconds for s in stats]),
+    }
+
+
 def compression_sweep(
     model, family: str, size: int, clock: Clock, config: BenchConfig, device
 ) -> list[dict]:
@@ -32,9 +47,8 @@ def compression_sweep(
     adapter = get_adapter(model)
     rows = []
     for frames in config.sweep_frames:
-        inputs = video_prompt(
-            model, family, frames, size, (config.text_before, config.text_after), device
-        )
+        text = (config.text_before, config.text_after)
+        inputs = video_prompt(model, family, frames, size, text, device)
         row: dict = {"frames": frames}
         with torch.no_grad(), no_gc():
             with press(model) as run:
@@ -46,13 +60,7 @@ def compression_sweep(
                     stats.append(run.stats[-1])
             for key in phases[0]:
                 row[key] = summarize([p[key] for p in phases])
-            row["tokens_in"] = sum(stats[-1].tokens_in)
-            row["kept_outer"] = sum(stats[-1].kept_outer)
-            row["scores_ms"] = summarize([1000 * s.score_seconds for s in stats])
-            row["process_ms"] = summarize(
-                [1000 * (s.outer_seconds - s.score_seconds) for s in stats]
-            )
-            row["inner_ms"] = summarize([1000 * s.inner_seconds for s in stats])
+            row.update(stats_columns(stats))
             prompt = adapter.prepare(
                 dict(inputs), inputs["attention_mask"].long(), set(press.needs), Timer(device)
             )
