@@ -22,25 +22,17 @@ import transformers
 
 from vidpress.adapters.registry import get_adapter
 from vidpress.metrics.architectures import build_architecture, frame_size, video_prompt
+from vidpress.metrics.latency import Clock, time_call
 
 
 def time_features(adapter, inputs: dict, repeats: int) -> tuple[list[float], torch.Tensor]:
     """CUDA-event milliseconds of ``repeats`` passes of the adapter's video feature path
-    (tower, projector, channels-last pooling; after 2 warm-ups), and the last one's features."""
+    (tower, projector, channels-last pooling; after 2 warm-ups), and the features of one more."""
     cfg = adapter.model.config
     args = (inputs["pixel_values_videos"], cfg.vision_feature_layer)
     args += (cfg.vision_feature_select_strategy,)
-    for _ in range(2):
-        adapter._video_features(*args)
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        features = adapter._video_features(*args)
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return times, features
+    times = time_call(lambda: adapter._video_features(*args), Clock("cuda"), 2, repeats)
+    return times, adapter._video_features(*args)
 
 
 def main() -> None:
