@@ -113,6 +113,12 @@ class VideoAdapter:
         scores switch to eager)."""
         raise NotImplementedError(f"{type(self).__name__} must give its vision_tower")
 
+    @property
+    def feature_output(self) -> nn.Module:
+        """The module whose output is the LLM-width video features (where the vision phase
+        ends in ``metrics.latency``'s phase marks)."""
+        raise NotImplementedError(f"{type(self).__name__} must give its feature_output")
+
     def naive_scores(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(video features, [frames, tokens] scores) the naive way: the tower with
         ``output_attentions`` on eager attention, the scored layer's map averaged over heads and

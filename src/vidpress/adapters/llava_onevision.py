@@ -109,6 +109,10 @@ class LlavaOnevisionAdapter(VideoAdapter):
     def vision_tower(self) -> nn.Module:
         return self.model.model.vision_tower
 
+    @property
+    def feature_output(self) -> nn.Module:
+        return self.model.model.multi_modal_projector
+
     def naive_scores(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         base, cfg = self.model.model, self.model.config
         pixels = inputs[self.video_input].flatten(0, 1)

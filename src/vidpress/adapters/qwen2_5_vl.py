@@ -120,6 +120,10 @@ class Qwen2_5_VLAdapter(VideoAdapter):
     def vision_tower(self) -> nn.Module:
         return self.model.model.visual
 
+    @property
+    def feature_output(self) -> nn.Module:
+        return self.model.model.visual  # the ViT ends in the patch merger
+
     def naive_scores(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.vision_tower(
             inputs[self.video_input], grid_thw=inputs["video_grid_thw"], output_attentions=True

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vidpress.adapters.registry import get_adapter
+
 
 def summarize(values: list[float]) -> dict:
     """{"median", "min", "max", "n"} of a non-empty list of numbers."""
@@ -126,17 +128,6 @@ def peak_memory(device: torch.device | str) -> Iterator[dict]:
 
 
 # ------------------------------------------------------------------------------------ phases
-def vision_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(first, last) module of the model's video feature path: the vision tower and the module
-    whose output is the LLM-width features (LLaVA-OV: the projector; Qwen2.5-VL: the ViT)."""
-    base = model.model
-    if hasattr(base, "vision_tower") and hasattr(base, "multi_modal_projector"):
-        return base.vision_tower, base.multi_modal_projector
-    if hasattr(base, "visual"):
-        return base.visual, base.visual
-    raise ValueError(f"cannot find the vision tower of {type(model).__name__}")
-
-
 def video_features(model: nn.Module, inputs: dict):
     """The model's own video feature path (tower, projector, pooling/merger) on ``inputs``."""
     base = model.model
@@ -164,9 +155,8 @@ class PhaseMarks:
 @contextlib.contextmanager
 def phase_hooks(model: nn.Module, clock: Clock) -> Iterator[PhaseMarks]:
     """Forward hooks marking vision start/end, LLM start and LM head end of the next forward."""
-    record = PhaseMarks()
-    first, last = vision_modules(model)
-    llm = model.model.language_model
+    adapter, record = get_adapter(model), PhaseMarks()
+    first, last, llm = adapter.vision_tower, adapter.feature_output, adapter.language_model
     handles = [
         first.register_forward_pre_hook(lambda m, a: record.put("vision_start", clock)),
         last.register_forward_hook(lambda m, a, o: record.put("vision_end", clock)),
