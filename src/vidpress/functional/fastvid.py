@@ -41,6 +41,7 @@ Where this implementation knowingly differs from the official code:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -114,7 +115,7 @@ def frame_plan(
         for t in frames:
             anchor_index[t] = seen
             seen += is_anchor[t]
-    first_target = [sum(slots[:t]) for t in range(len(segment))]
+    first_target = [0, *itertools.accumulate(slots)][:-1]  # slots before each frame
     return FramePlan(segment, salient, slots, anchor_index, first_target)
 
 
