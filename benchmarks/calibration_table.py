@@ -23,6 +23,7 @@ PAPER_PERCENT = {
 }
 ROLES = {"fastv": "tuning", "visionzip": "tuning"}  # the rest is blind validation
 STRESS = ("count", "position", "motion")
+PAPER_SETTING = {"retention", "inner_keep"}  # a --config cell counts when it sets nothing else
 WITHIN = 4.0  # issue 14's bar, points of % of uncompressed
 
 
@@ -31,13 +32,19 @@ def family_mean(config: dict, families) -> float:
 
 
 def main_configs(reports: list[dict]):
-    """(press, retention %) -> (config, its report's uncompressed config), first report wins."""
+    """(press, retention %) -> (config, its report's uncompressed config), first report wins.
+
+    The main grid's cells count, and so do `--config` cells that set only the retention (and the
+    inner keep), as `--config unified@2/1` does."""
     cells = {}
     for report in reports:
         configs = report["configs"]
         none = next(c for c in configs if c["press"] is None)
         for config in configs:
-            if config["group"] == "main" and config["press"] in PAPER_PERCENT:
+            paper_cell = config["group"] == "main" or (
+                config["group"] == "custom" and set(config["params"]) <= PAPER_SETTING
+            )
+            if paper_cell and config["press"] in PAPER_PERCENT:
                 cells.setdefault((config["press"], int(config["row"])), (config, none))
     return cells
 

@@ -82,12 +82,16 @@ def test_evaluate_items_records(testbed, suite):
     assert all(v == token_budget(outer, retention=0.5) for v in unified.kept_inner.values())
 
 
-V2_WEIGHTS = Path(vidpress.testbed.__file__).parent / "weights" / "testbed_v2.safetensors"
+WEIGHTS = Path(vidpress.testbed.__file__).parent / "weights"
+V2_WEIGHTS = WEIGHTS / "testbed_v2.safetensors"
+V2_ROUND2_WEIGHTS = WEIGHTS / "testbed_v2_round2.safetensors"
 
 
-@pytest.mark.parametrize("weights", ["committed", V2_WEIGHTS], ids=["v1", "v2"])
+@pytest.mark.parametrize(
+    "weights", ["committed", V2_WEIGHTS, V2_ROUND2_WEIGHTS], ids=["v1", "v2", "v2-round2"]
+)
 def test_committed_testbed_beats_chance(weights):
-    """Both committed weights, 392 px, 8 frames, 16 held-out items of the four families they
+    """Every committed set of weights, 392 px, 8 frames, 16 held-out items of the four families they
     answer best (GPU runs, 32 frames: 81-96% each): uncompressed and unified at 2%/1% answer
     at least 10 of 16 (chance: 4; P(>= 10) at chance is 0.0008)."""
     model, proc = assemble_testbed(392, projector_state=weights)
