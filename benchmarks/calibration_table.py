@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 
+from vidpress.evaluation.configs import RETENTIONS, config_of, grid_settings
+
 # The paper's Table 1, "%" column (PAPER_RESULTS.md): press -> {retention %: % of uncompressed}.
 PAPER_PERCENT = {
     "fastv": {10: 90.8, 5: 84.7, 2: 81.0, 1: 78.5},
@@ -23,7 +25,6 @@ PAPER_PERCENT = {
 }
 ROLES = {"fastv": "tuning", "visionzip": "tuning"}  # the rest is blind validation
 STRESS = ("count", "position", "motion")
-PAPER_SETTING = {"retention", "inner_keep"}  # a --config cell counts when it sets nothing else
 WITHIN = 4.0  # issue 14's bar, points of % of uncompressed
 
 
@@ -34,17 +35,17 @@ def family_mean(config: dict, families) -> float:
 def main_configs(reports: list[dict]):
     """(press, retention %) -> (config, its report's uncompressed config), first report wins.
 
-    The main grid's cells count, and so do `--config` cells that set only the retention (and the
-    inner keep), as `--config unified@2/1` does."""
+    A config is a cell when it is the paper grid's own config (`grid_settings`), whether it came
+    from the main grid or from `--config` (as `--config unified@2/1` does)."""
+    paper_names = {
+        config_of(grid_settings(press, cell)).name for press in PAPER_PERCENT for cell in RETENTIONS
+    }
     cells = {}
     for report in reports:
         configs = report["configs"]
         none = next(c for c in configs if c["press"] is None)
         for config in configs:
-            paper_cell = config["group"] == "main" or (
-                config["group"] == "custom" and set(config["params"]) <= PAPER_SETTING
-            )
-            if paper_cell and config["press"] in PAPER_PERCENT:
+            if config["name"] in paper_names:
                 cells.setdefault((config["press"], int(config["row"])), (config, none))
     return cells
 
