@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -202,3 +203,45 @@ def test_the_fast_path_refuses_to_run_inside_replay():
         model.generate(**inputs, max_new_tokens=1)
         with run.replay(), pytest.raises(ValueError, match="replay"):
             FastGenerator(run).generate(inputs, 2)
+
+
+def test_compiled_decoder_gives_the_same_tokens_and_is_undone():
+    """compile= swaps in compiled norms, MLPs and rotary application during the calls only.
+    "aot_eager" traces them as inductor would, without generating code (CPU-fast); the
+    inductor kernels are checked on a GPU."""
+    model = family_model("llava_onevision")
+    inputs = family_batch("llava_onevision", family_prompts("llava_onevision"))
+    layer = get_adapter(model).decoder_layers[0]
+    home = sys.modules[type(layer.self_attn).__module__]
+    stock_rope = home.apply_rotary_pos_emb
+    with tiny_press("unified")(model) as run:
+        expected, _, _ = greedy(model, inputs, steps=8)
+        fast = FastGenerator(run, compile="aot_eager")
+        out = fast.generate(inputs, 8, ignore_eos=True, suppress_tokens=_suppressed(model))
+    assert torch.equal(out.tokens, expected)
+    assert "forward" not in layer.mlp.__dict__
+    assert "forward" not in layer.input_layernorm.__dict__
+    assert home.apply_rotary_pos_emb is stock_rope
+    with tiny_press("unified")(model) as run:
+        for bad in ("", 1, None):
+            with pytest.raises(ValueError, match="compile must be"):
+                FastGenerator(run, compile=bad)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family_name", FAMILIES)
+def test_compiled_cuda_graphs_match_the_eager_logits(family_name):
+    """inductor's fused kernels round differently from the stock ones: the first token's
+    logits agree within bf16 rounding and the greedy tokens with the uncompiled graphs."""
+    model = family_model(family_name).cuda().to(torch.bfloat16)
+    inputs = family_batch(family_name, family_prompts(family_name))
+    inputs = {k: v.cuda() for k, v in inputs.items()}
+    inputs = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
+    kwargs = dict(ignore_eos=True, suppress_tokens=_suppressed(model))
+    with tiny_press("unified")(model) as run:
+        plain = FastGenerator(run, cuda_graphs=True).generate(inputs, STEPS, **kwargs)
+        fused = FastGenerator(run, cuda_graphs=True, compile=True)
+        first = fused.generate(inputs, STEPS, **kwargs)  # compiles and captures
+        replayed = fused.generate(inputs, STEPS, **kwargs)
+    assert torch.equal(first.tokens, plain.tokens)
+    assert torch.equal(replayed.tokens, plain.tokens)

@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure the fast path (vidpress.fast: static KV cache, CUDA graphs) per press",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --fast: the fast path's decoder norms, MLPs and rotary application under "
+        "torch.compile (FastGenerator(run, compile=True))",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also write torch.profiler tables (PREFIX.profile.txt)",
@@ -103,6 +109,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--no-vision-check")
     if args.fast:
         parts.append("--fast")
+    if args.compile:
+        parts.append("--compile")
     if args.profile:
         parts.append("--profile")
     if args.out:
@@ -134,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
         vision_check=not args.no_vision_check,
         profile=args.profile,
         fast=args.fast,
+        compile=args.compile,
     )
 
     def log(text: str) -> None:

@@ -17,7 +17,9 @@ and on a GPU replays them as CUDA graphs:
   the end.
 
 Graphs are captured the first time a shape (batch, L', inner layout, max_new_tokens) is seen
-and replayed afterwards; the first call of a shape therefore costs a capture. On a CPU, or with
+and replayed afterwards; the first call of a shape therefore costs a capture. ``compile=True``
+also fuses the decoder's norms, MLPs and rotary application with ``torch.compile``
+(``engine.compiled``; the first call of a shape then also compiles). On a CPU, or with
 ``cuda_graphs=False``, the same code runs eagerly: that is how its logic is tested against
 ``model.generate`` under the same press.
 
@@ -28,6 +30,7 @@ and replayed afterwards; the first call of a shape therefore costs a capture. On
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -38,6 +41,7 @@ import torch
 from transformers.cache_utils import StaticCache
 
 from vidpress import functional as F
+from vidpress.engine.compiled import CompiledDecoder
 from vidpress.engine.graphs import Replay
 from vidpress.engine.greedy import after_eos, causal_allowed, greedy, prompt_columns
 from vidpress.engine.inner import InnerPlan, finish_inner, shortened_layer_inputs
@@ -75,6 +79,11 @@ class _Shape:
         """The cache layers' write positions (device tensors the layers advance in place)."""
         return [layer.cumulative_length for layer in self.cache.layers]
 
+    def rewind(self) -> None:
+        """Write the cache from slot 0 again (one kernel). The old keys and values stay: the
+        masks of a call allow only the slots it has written."""
+        torch._foreach_zero_(self.lengths())
+
 
 class FastGenerator:
     """Greedy generation at static shapes (a static KV cache, CUDA graphs on a GPU) for a model
@@ -82,15 +91,28 @@ class FastGenerator:
 
     cuda_graphs: None = on when the model is on a CUDA device. check_every: decoding steps
     between two host reads of the tokens (an early stop once every sample has ended).
+    compile: True fuses the decoder's norms, MLPs and rotary application with
+    ``torch.compile`` during the calls (``engine.compiled``); a string names the backend
+    (default "inductor").
     Supported: decoder stacks laid out as transformers' Qwen2/Llama families (LLaVA-OneVision,
     Qwen2.5-VL) with full attention only, attention "sdpa" or "eager".
     """
 
-    def __init__(self, run: Run, cuda_graphs: bool | None = None, check_every: int = 16):
+    def __init__(
+        self,
+        run: Run,
+        cuda_graphs: bool | None = None,
+        check_every: int = 16,
+        compile: bool | str = False,
+    ):
         if not isinstance(run, Run):
             raise TypeError(f"run must be the object of `with press(model) as run`, got {run!r}")
         if check_every < 1:
             raise ValueError(f"check_every must be >= 1, got {check_every}")
+        if not (isinstance(compile, bool) or (isinstance(compile, str) and compile)):
+            raise ValueError(
+                f"compile must be True, False or a torch.compile backend name, got {compile!r}"
+            )
         self.run = run
         self.model = run.model
         self.adapter = run.adapter
@@ -114,6 +136,8 @@ class FastGenerator:
         self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
         self._shapes: dict[tuple, _Shape] = {}
         self._call = None  # the call whose prefill is running
+        backend = "inductor" if compile is True else compile
+        self.compiled = CompiledDecoder(self.layers, backend) if backend else None
 
     # ---------------------------------------------------------------- pieces of the decoder
     def _mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -161,7 +185,7 @@ class FastGenerator:
             hidden = self._layers(embeds, 0, len(self.layers), mask, rope, shape.cache)
             return self._logits(hidden)
 
-        return Replay(outer, self.graphs, self.pool, shape.cache.reset, shape.lengths)
+        return Replay(outer, self.graphs, self.pool, shape.rewind, shape.lengths)
 
     def _inner_replay(self, shape: _Shape, plan: InnerPlan) -> Replay:
         """The prefill with the inner stage: layers [0, K), the merge at layer K, layers [K, L)
@@ -185,7 +209,7 @@ class FastGenerator:
             )
             return self._logits(hidden), index, keep_index, importances
 
-        return Replay(prefill, self.graphs, self.pool, shape.cache.reset, shape.lengths)
+        return Replay(prefill, self.graphs, self.pool, shape.rewind, shape.lengths)
 
     def _decode_replay(self, shape: _Shape, buffers: dict, suppress: torch.Tensor | None):
         """One decoding step on ``buffers`` (updated in place), as a Replay."""
@@ -242,6 +266,21 @@ class FastGenerator:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if self.run.replaying:
             raise ValueError("FastGenerator does not run inside run.replay(); use generate()")
+        compiled = self.compiled.installed() if self.compiled else contextlib.nullcontext()
+        with compiled:
+            return self._generate(
+                inputs,
+                max_new_tokens,
+                eos_token_id,
+                ignore_eos,
+                suppress_tokens,
+                pad_token_id,
+                mark,
+            )
+
+    def _generate(
+        self, inputs, max_new_tokens, eos_token_id, ignore_eos, suppress_tokens, pad_token_id, mark
+    ) -> FastOutput:
         start = time.perf_counter()
         eos = self._eos(eos_token_id)
         kwargs, call = self.run.compress_prompt(inputs)

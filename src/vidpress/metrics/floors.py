@@ -177,6 +177,8 @@ def floors_markdown(report: dict) -> list[str]:
     peaks = report.get("peaks")
     if not peaks:
         return []
+    fast_rows = [row.get("fast") or {} for row in report.get("rows", [])]
+    compiled = ", `compile=True`" if any(f.get("compiled") for f in fast_rows) else ""
     lines = [
         "",
         "## Phases against their physical floors",
@@ -185,8 +187,8 @@ def floors_markdown(report: dict) -> list[str]:
         f"TB/s (read + write), dense bf16 matmul {peaks['bf16_flops_s'] / 1e12:.0f} TFLOP/s "
         f"({MATMUL_SIDE}^3). Floor = max(weight-read, compute) bound (`metrics.floors`); "
         "*x* = measured / floor. *fast* = `vidpress.fast.FastGenerator` (static cache, CUDA "
-        "graphs): its prefill is the LLM from the compressed prompt to the first token chosen, "
-        "inner stage included.",
+        f"graphs{compiled}): its prefill is the LLM from the compressed prompt to the first "
+        "token chosen, inner stage included.",
         "",
         "| press | retention | vision ms (floor, x) | prefill ms (floor, x) | fast prefill ms (x) "
         "| TTFT ms (floor, x) | fast TTFT ms (x) | decode step ms (floor, x) "

@@ -245,15 +245,17 @@ def decode_speed(model: nn.Module, inputs: dict, tokens: int, clock: Clock) -> d
     }
 
 
-def fast_speed(run, inputs: dict, tokens: int, clock: Clock, warmup: int, repeats: int) -> dict:
-    """The fast path (``vidpress.fast.FastGenerator``, CUDA graphs on a GPU) under ``run``'s
-    press: time to first token (host), its LLM prefill (device marks from the compressed prompt
-    to the first token chosen) and decoding over ``tokens`` steps after the first (EOS
-    ignored), medians of ``repeats``. The first call of each shape captures its graphs: the
-    warm-up calls do."""
+def fast_speed(
+    run, inputs: dict, tokens: int, clock: Clock, warmup: int, repeats: int, compile: bool = False
+) -> dict:
+    """The fast path (``vidpress.fast.FastGenerator``, CUDA graphs on a GPU; ``compile``: its
+    compiled decoder pieces) under ``run``'s press: time to first token (host), its LLM prefill
+    (device marks from the compressed prompt to the first token chosen) and decoding over
+    ``tokens`` steps after the first (EOS ignored), medians of ``repeats``. The first call of
+    each shape captures its graphs: the warm-up calls do."""
     from vidpress.engine.fast import FastGenerator
 
-    fast = FastGenerator(run)
+    fast = FastGenerator(run, compile=compile)
     for _ in range(max(warmup, 1)):
         fast.generate(inputs, 1)
         fast.generate(inputs, tokens + 1, ignore_eos=True)
@@ -275,4 +277,5 @@ def fast_speed(run, inputs: dict, tokens: int, clock: Clock, warmup: int, repeat
         "decode_step_ms": step,
         "decode_tok_s": 1000.0 / step["median"],
         "graphs": fast.graphs,
+        "compiled": compile,
     }

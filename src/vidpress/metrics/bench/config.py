@@ -61,6 +61,7 @@ class BenchConfig:
     text_before: int = 14
     text_after: int = 20
     fast: bool = False
+    compile: bool = False  # the fast path with compile=True
 
 
 def resolve_device(config: BenchConfig) -> torch.device:

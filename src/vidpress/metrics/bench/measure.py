@@ -73,7 +73,13 @@ def measure_setting(
         )
         if config.fast and run is not None:
             row["fast"] = fast_speed(
-                run, inputs, config.decode_tokens, clock, config.warmup, config.repeats
+                run,
+                inputs,
+                config.decode_tokens,
+                clock,
+                config.warmup,
+                config.repeats,
+                compile=config.compile,
             )
     if stats:
         row.update(stats_columns(stats), inner_layer=run.inner_layer)
