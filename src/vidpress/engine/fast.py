@@ -180,7 +180,8 @@ class FastGenerator:
     def _outer_replay(self, shape: _Shape) -> Replay:
         """The prefill without an inner stage: every layer and the LM head."""
 
-        def outer(embeds, mask, positions):
+        def outer(embeds, valid, positions):
+            mask = self._mask(causal_allowed(valid, shape.width), embeds.dtype)
             rope = self.adapter.position_embeddings(embeds, positions)
             hidden = self._layers(embeds, 0, len(self.layers), mask, rope, shape.cache)
             return self._logits(hidden)
@@ -192,7 +193,8 @@ class FastGenerator:
         on the shortened prompt, the LM head. Returns (logits [B, V], the rows kept from layer
         K on [B, L''], per sample the kept visual tokens and their importances)."""
 
-        def prefill(embeds, mask, positions, valid, sizes, *visual):
+        def prefill(embeds, positions, valid, sizes, *visual):
+            mask = self._mask(causal_allowed(valid, shape.width), embeds.dtype)
             rope = self.adapter.position_embeddings(embeds, positions)
             call = self._call
             with self.run.active(call):  # the layer-K-1 hook records its attention's input
@@ -293,11 +295,10 @@ class FastGenerator:
         shape = self._shape(batch, length, max_new_tokens, embeds)
         suppress = self._suppress(suppress_tokens, embeds.device)
 
-        mask = self._mask(causal_allowed(valid, shape.width), embeds.dtype)
         if self.split == len(self.layers):
             if shape.outer is None:
                 shape.outer = self._outer_replay(shape)
-            first = shape.outer(embeds, mask, positions)
+            first = shape.outer(embeds, valid, positions)
             inner_valid = valid
         else:
             plan = self.run.inner_plan(call)
@@ -305,7 +306,7 @@ class FastGenerator:
                 shape.prefill[plan.key()] = self._inner_replay(shape, plan)
             self._call = call  # what the prefill's first run (the graph's capture) records into
             first, index, keep_index, importances = shape.prefill[plan.key()](
-                embeds, mask, positions, valid, call.sizes, *plan.visual
+                embeds, positions, valid, call.sizes, *plan.visual
             )
             self._call = None
             inner_valid = index >= 0

@@ -56,9 +56,8 @@ class InnerPlan:
 def inner_plan(inner, call: Call) -> InnerPlan:
     """The inner stage's layout for ``call``'s compressed prompt (reads it on the host)."""
     width = call.visual.shape[1]
-    counts = call.visual.sum(dim=1).tolist()
-    real = call.session.outer_mask.sum(dim=1).tolist()
-    text = [end + 1 for end in call.span_end.tolist()]
+    layout = [call.visual.sum(dim=1), call.session.outer_mask.sum(dim=1), call.span_end + 1]
+    counts, real, text = torch.stack([x.long() for x in layout]).tolist()  # one host read
     visual = [true_indices(call.visual[b], count) for b, count in enumerate(counts)]
     keeps = [F.token_budget(count, retention=inner.keep) if count else 0 for count in counts]
     rows = [r - c + k for r, c, k in zip(real, counts, keeps, strict=True)]
