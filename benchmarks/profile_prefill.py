@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -25,10 +26,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from vidpress.adapters.registry import get_adapter
 from vidpress.engine.fast import FastGenerator
-from vidpress.metrics.architectures import build_architecture, frame_size, video_prompt
 from vidpress.metrics.latency import Clock, time_call
 from vidpress.presses.settings import grid_settings, make_press
-from vidpress.provenance import provenance
+
+sys.path.insert(0, str(Path(__file__).parent))
+from profile_ttft import random_onevision  # noqa: E402
 
 KINDS = (  # by the first match, in this order
     ("attention", ("fmha", "flash", "sdpa", "attention", "softmax")),
@@ -165,14 +167,9 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", type=int, default=[1, 64, 98, 128, 160, 256])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    model = build_architecture("llava-onevision-7b", "cuda")
-    inputs = video_prompt(
-        model, "llava_onevision", args.frames, frame_size("llava_onevision", False)
-    )
+    model, inputs, origin = random_onevision(args.frames)
     report = {
-        "provenance": provenance(
-            model="llava-onevision-7b (random bf16)", frames=args.frames, device="cuda"
-        ),
+        "provenance": origin,
         "prefill": prefill_graph(model, inputs, args.repeats),
     }
     reference = report["prefill"].pop("logits")

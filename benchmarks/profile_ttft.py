@@ -50,6 +50,15 @@ PHASES = (
 )
 
 
+def random_onevision(frames: int) -> tuple:
+    """(model, inputs, provenance): the LLaVA-OV-7B architecture with random bf16 weights on
+    the GPU and a prompt of one video of ``frames`` frames at the tower's size."""
+    model = build_architecture("llava-onevision-7b", "cuda")
+    inputs = video_prompt(model, "llava_onevision", frames, frame_size("llava_onevision", False))
+    origin = provenance(model="llava-onevision-7b (random bf16)", frames=frames, device="cuda")
+    return model, inputs, origin
+
+
 def phases_of_call(model, fast: FastGenerator, inputs: dict, clock: Clock) -> dict:
     """The phases of one ``fast.generate(inputs, 1)`` in milliseconds, and its host TTFT."""
     clock.sync()
@@ -171,14 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_architecture("llava-onevision-7b", "cuda")
-    inputs = video_prompt(
-        model, "llava_onevision", args.frames, frame_size("llava_onevision", False)
-    )
+    model, inputs, origin = random_onevision(args.frames)
     report = {
-        "provenance": provenance(
-            model="llava-onevision-7b (random bf16)", frames=args.frames, device="cuda"
-        ),
+        "provenance": origin,
         "presses": [],
     }
     for name in args.presses:
