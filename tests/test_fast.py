@@ -230,9 +230,9 @@ def test_compiled_decoder_gives_the_same_tokens_and_is_undone():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("family_name", FAMILIES)
-def test_compiled_cuda_graphs_match_the_eager_logits(family_name):
-    """inductor's fused kernels round differently from the stock ones: the first token's
-    logits agree within bf16 rounding and the greedy tokens with the uncompiled graphs."""
+def test_compiled_cuda_graphs_give_the_uncompiled_tokens(family_name):
+    """inductor's fused kernels round differently from the stock ones (in bf16); on the tiny
+    models the greedy tokens stay those of the uncompiled graphs, captured and replayed."""
     model = family_model(family_name).cuda().to(torch.bfloat16)
     inputs = family_batch(family_name, family_prompts(family_name))
     inputs = {k: v.cuda() for k, v in inputs.items()}
