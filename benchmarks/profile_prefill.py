@@ -31,6 +31,7 @@ from vidpress.presses.settings import grid_settings, make_press
 
 sys.path.insert(0, str(Path(__file__).parent))
 from profile_ttft import random_onevision  # noqa: E402
+from vision_contiguous import feature_args  # noqa: E402
 
 KINDS = (  # by the first match, in this order
     ("attention", ("fmha", "flash", "sdpa", "attention", "softmax")),
@@ -69,12 +70,12 @@ def kernel_kinds(call) -> dict:
 
 
 def replays(shape, graph, repeats: int) -> list[float]:
-    """CUDA-event milliseconds of ``repeats`` replays of a prefill graph (the cache reset, which
-    each call runs before it, is outside the timed span)."""
+    """CUDA-event milliseconds of ``repeats`` replays of a prefill graph (the cache rewind,
+    which each call runs before it, is outside the timed span)."""
     clock = Clock("cuda")
     times = []
     for _ in range(repeats):
-        shape.cache.reset()
+        shape.rewind()
         start = clock.mark()
         graph.replay()
         times.append(clock.ms(start, clock.mark()))
@@ -108,9 +109,7 @@ def prefill_graph(model, inputs, repeats: int, compile: bool = False) -> dict:
 def vision_kinds(model, inputs) -> dict:
     """Kernels of one pass of the adapter's video feature path (contiguous residual stream)."""
     adapter = get_adapter(model)
-    cfg = model.config
-    args = (inputs["pixel_values_videos"], cfg.vision_feature_layer)
-    args += (cfg.vision_feature_select_strategy,)
+    args = feature_args(adapter, inputs)
     handles = adapter.attach_hooks()
     try:
         with torch.no_grad():

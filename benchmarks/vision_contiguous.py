@@ -25,12 +25,20 @@ from vidpress.metrics.architectures import build_architecture, frame_size, video
 from vidpress.metrics.latency import Clock, time_call
 
 
+def feature_args(adapter, inputs: dict) -> tuple:
+    """The arguments of the adapter's video feature path for ``inputs``."""
+    cfg = adapter.model.config
+    return (
+        inputs["pixel_values_videos"],
+        cfg.vision_feature_layer,
+        cfg.vision_feature_select_strategy,
+    )
+
+
 def time_features(adapter, inputs: dict, repeats: int) -> tuple[list[float], torch.Tensor]:
     """CUDA-event milliseconds of ``repeats`` passes of the adapter's video feature path
     (tower, projector, channels-last pooling; after 2 warm-ups), and the features of one more."""
-    cfg = adapter.model.config
-    args = (inputs["pixel_values_videos"], cfg.vision_feature_layer)
-    args += (cfg.vision_feature_select_strategy,)
+    args = feature_args(adapter, inputs)
     times = time_call(lambda: adapter._video_features(*args), Clock("cuda"), 2, repeats)
     return times, adapter._video_features(*args)
 
