@@ -203,6 +203,7 @@ def test_bench_from_json_errors(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"rows": []}')
     error_line(["bench", "--from-json", other], capsys, "not a vidpress bench report", other)
+    error_line(["bench", "--compile"], capsys, "--compile", "--fast")
 
 
 # ---------------------------------------------------------------------------- frames and fps

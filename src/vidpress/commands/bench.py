@@ -119,6 +119,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.compile and not args.fast:
+        raise ValueError("--compile applies to the fast path: give --fast too")
     if args.out:
         check_output_dir(Path(args.out).parent, "--out")
     if args.from_json:
