@@ -11,6 +11,8 @@ and on a GPU replays them as CUDA graphs:
   not, so it runs without a host sync), layers [K, L) on the shortened prompt and the LM head
   on the last row. The inner stage's layout (``InnerPlan``: the visual rows, the query rows,
   the kept counts) is read on the host first and keys the graph.
+- stage 1 of the methods that take a runner (VisionZip, FastVID, unified): the device work
+  after each host decision, one graph per key (``engine.graphs.PlannedReplays``).
 - decoding: one graph per step (embedding, every layer, LM head, greedy choice), replayed
   without a host synchronisation: the token, its position, the masks and the step counter
   advance on the device. The host reads the tokens every ``check_every`` steps (EOS) and at
@@ -42,7 +44,7 @@ from transformers.cache_utils import StaticCache
 
 from vidpress import functional as F
 from vidpress.engine.compiled import CompiledDecoder
-from vidpress.engine.graphs import Replay
+from vidpress.engine.graphs import PlannedReplays, Replay
 from vidpress.engine.greedy import after_eos, causal_allowed, greedy, prompt_columns
 from vidpress.engine.inner import InnerPlan, finish_inner, shortened_layer_inputs
 from vidpress.engine.rows import has_text_row
@@ -134,6 +136,7 @@ class FastGenerator:
         self.check_every = check_every
         self.split = run.inner_layer or len(self.layers)
         self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
+        self.stage1 = PlannedReplays(self.graphs)  # stage 1's device work
         self._shapes: dict[tuple, _Shape] = {}
         self._call = None  # the call whose prefill is running
         backend = "inductor" if compile is True else compile
@@ -285,7 +288,7 @@ class FastGenerator:
     ) -> FastOutput:
         start = time.perf_counter()
         eos = self._eos(eos_token_id)
-        kwargs, call = self.run.compress_prompt(inputs)
+        kwargs, call = self.run.compress_prompt(inputs, self.stage1)
         if mark is not None:
             mark("llm_start")
         embeds = kwargs["inputs_embeds"]

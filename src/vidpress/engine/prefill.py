@@ -25,11 +25,13 @@ def prefill(
     cache: DynamicCache | None,
     replay: Plan | None,
     original_positions: bool,
+    runner=None,
 ) -> tuple[dict, Call]:
     """The model's keyword arguments for the compressed prompt of ``kwargs``, and the call.
 
     replay: the decisions of an earlier prefill to reuse (else the press decides);
-    original_positions: 1-D RoPE keeps the kept tokens' original position ids.
+    original_positions: 1-D RoPE keeps the kept tokens' original position ids;
+    runner: runs the press's planned stage 1 (``press.compress_video``'s).
     """
     input_ids = kwargs["input_ids"]
     batch, length = input_ids.shape
@@ -38,7 +40,7 @@ def prefill(
     need = set() if replay is not None else set(press.needs)
     prompt = adapter.prepare(kwargs, mask, need, score_timer)
     with timer:
-        results = stage1(press, prompt, replay)
+        results = stage1(press, prompt, replay, runner)
         keep, visual, sizes = place(prompt, results, mask)
         index = left_aligned(keep)  # [B, L'] original row of each compressed row
     outer_mask = (index >= 0).long()
@@ -72,10 +74,10 @@ def two_d_mask(given: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Ten
     return torch.ones_like(input_ids) if given is None else given.long()
 
 
-def stage1(press, prompt: Prompt, replay: Plan | None) -> list[F.CompressedTokens]:
+def stage1(press, prompt: Prompt, replay: Plan | None, runner=None) -> list[F.CompressedTokens]:
     """The press's result for each video of ``prompt`` (or the replayed ones)."""
     if replay is None:
-        return [press.compress_video(video) for video in prompt.videos]
+        return [press.compress_video(video, runner) for video in prompt.videos]
     shapes = [tuple(v.tokens.shape[:2]) for v in prompt.videos]
     if len(replay.outer) != len(shapes) or any(
         int(r.assignment.numel()) != t * n for r, (t, n) in zip(replay.outer, shapes, strict=True)

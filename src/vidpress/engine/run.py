@@ -131,17 +131,18 @@ class Run:
         """K, the first decoder layer of the inner stage (None without one)."""
         return None if self._inner is None else self._inner.layer
 
-    def compress_prompt(self, inputs: dict) -> tuple[dict, Call]:
+    def compress_prompt(self, inputs: dict, runner=None) -> tuple[dict, Call]:
         """Stage 1 of a prefill outside the model's forward (``engine.fast`` runs the decoder
         layers itself): the decoder's keyword arguments for the compressed prompt
         (``inputs_embeds``, ``attention_mask``, ``position_ids``, ...) and the call's state, which
-        ``shorten`` reads. ``stats`` gets the call's entry."""
+        ``shorten`` reads. ``stats`` gets the call's entry. runner: runs the press's planned
+        stage 1 (``functional.compress_with``'s; ``engine.graphs.PlannedReplays``)."""
         self.adapter.check_inputs(inputs)
         if inputs.get("input_ids") is None:
             raise ValueError("vidpress needs input_ids to locate the video tokens")
         if not self.adapter.has_video(inputs):
             raise ValueError(f"the fast path needs a video prompt (`{self.adapter.video_input}`)")
-        return self._prefill(dict(inputs), None)
+        return self._prefill(dict(inputs), None, runner)
 
     @contextlib.contextmanager
     def active(self, call: Call):
@@ -225,10 +226,10 @@ class Run:
         if call is not None and call.prefill and call.cache is None and cache is not None:
             self._sessions[cache] = call.session  # a cache the model created itself
 
-    def _prefill(self, kwargs: dict, cache: DynamicCache | None) -> tuple[dict, Call]:
+    def _prefill(self, kwargs: dict, cache: DynamicCache | None, runner=None) -> tuple[dict, Call]:
         replay = self._replay
         kwargs, call = prefill(
-            self.adapter, self.press, kwargs, cache, replay, self._original_positions
+            self.adapter, self.press, kwargs, cache, replay, self._original_positions, runner
         )
         self.stats.append(call.stats)
         if replay is None:

@@ -43,7 +43,7 @@ from vidpress.functional.dpc_knn import (
     dpc_knn_scores_batched,
     log_gamma,
 )
-from vidpress.functional.fastvid import fastvid_compress
+from vidpress.functional.fastvid import fastvid_compress, fastvid_plan
 from vidpress.functional.holitom import holitom_compress
 from vidpress.functional.inner import (
     IMPORTANCE_KINDS,
@@ -58,7 +58,7 @@ from vidpress.functional.inner import (
 )
 from vidpress.functional.merging import blend_into_targets, group_mean, sequential_pairwise_mean
 from vidpress.functional.references import framedrop_compress, random_compress, uniform_compress
-from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
+from vidpress.functional.result import CompressedTokens, Planned, finalize, resolve_grid
 from vidpress.functional.segmentation import (
     adjacent_similarity,
     best_windows,
@@ -75,7 +75,7 @@ from vidpress.functional.similarity import (
     nearest_per_batch,
 )
 from vidpress.functional.unified import retention_pool, unified_compress
-from vidpress.functional.visionzip import visionzip_compress
+from vidpress.functional.visionzip import visionzip_compress, visionzip_plan
 
 
 def identity(tokens: torch.Tensor, grid: tuple[int, int]) -> CompressedTokens:
@@ -126,6 +126,7 @@ def compress_with(
     budget: int | None = None,
     retention: float | None = None,
     grid: tuple[int, int] | None = None,
+    runner: Callable[[Planned], CompressedTokens] | None = None,
     **params,
 ) -> CompressedTokens:
     """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 function ``method``
@@ -135,6 +136,9 @@ def compress_with(
     ``token_budget``). ``grid=(rows, cols)`` when N is not a square. ``params`` are the method's
     hyper-parameters (keyword arguments of its function, the papers' defaults otherwise).
     The result holds exactly ``budget`` tokens; a budget of every token returns the input.
+    runner: what runs the device work of the methods that take one (their ``runner``
+    parameter: VisionZip, FastVID, unified), e.g. ``engine.graphs.PlannedReplays`` (CUDA
+    graphs); the other methods run as they are.
     """
     check_video_inputs(tokens, scores)
     frames, per_frame, _ = tokens.shape
@@ -150,6 +154,8 @@ def compress_with(
         )
     if count == frames * per_frame:
         return identity(tokens, grid)
+    if runner is not None and "runner" in accepted:
+        params["runner"] = runner
     return method(tokens, scores, count, grid=grid, **params)
 
 
@@ -158,6 +164,7 @@ __all__ = [
     "MERGE_MODES",
     "CompressedTokens",
     "InnerResult",
+    "Planned",
     "adjacent_similarity",
     "apportion",
     "best_windows",
@@ -174,6 +181,7 @@ __all__ = [
     "dpc_knn_scores_batched",
     "dyseg_cuts",
     "fastvid_compress",
+    "fastvid_plan",
     "finalize",
     "framedrop_compress",
     "group_mean",
@@ -202,6 +210,7 @@ __all__ = [
     "unified_compress",
     "uniform_compress",
     "visionzip_compress",
+    "visionzip_plan",
     "visual_importance",
     "values_unread",
     "window_savings",

@@ -28,10 +28,14 @@ and distances are float32; dividing them by the scale's square gives the tokens'
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
+from vidpress.functional.result import Planned
 from vidpress.functional.similarity import (
     accumulation_dtype,
     by_row_chunks,
@@ -104,6 +108,56 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 7) -> tuple[torch.Tensor, torch.Ten
     return _scores(*centred_padded(x), x.shape[0], k)
 
 
+class Density(NamedTuple):
+    """The first pass of DPC-KNN over ``m`` centred, scaled, padded rows ``cols: [M', D]``
+    (``centred_padded``): everything but the separation of the local peaks.
+
+    log_rho, delta_d2: [m] float32 (Eq. 3; Eq. 4 squared, right for the rows with a denser
+    neighbour among their ``NEIGHBOURS`` nearest); rank: [m] long, 0 = densest; found: [m]
+    bool, that neighbour exists; to_d2: the float32 scalar from cols' squared distances to
+    ||x_i - x_j||^2 / D.
+    """
+
+    cols: torch.Tensor
+    log_rho: torch.Tensor
+    delta_d2: torch.Tensor
+    rank: torch.Tensor
+    found: torch.Tensor
+    to_d2: torch.Tensor
+
+
+def _density(cols: torch.Tensor, scale: torch.Tensor, m: int, k: int) -> Density:
+    """DPC-KNN's first pass (``Density``) over ``m >= 2`` rows, k < m."""
+    to_d2 = scale.square().mul_(cols.shape[1]).reciprocal_()  # cols' d^2 -> ||x_i - x_j||^2 / D
+    d2_near, idx_near = _nearest_neighbours(cols, m, min(max(k, NEIGHBOURS), m - 1))
+    d2_near.mul_(to_d2)
+    log_rho = d2_near[:, :k].mean(dim=1).neg_()
+
+    rank = descending_rank(log_rho)  # smaller rank = denser
+    denser = rank[idx_near] < rank[:, None]  # [M, count]
+    found = denser.any(dim=1)
+    first = torch.argmax(denser.to(torch.int8), dim=1)
+    delta_d2 = d2_near.gather(1, first[:, None]).squeeze(1)
+    return Density(cols, log_rho, delta_d2, rank, found, to_d2)
+
+
+def peak_room(found: torch.Tensor) -> int:
+    """Room for the local peaks (rows without ``found``): their count rounded up to a power of
+    two, read on the host (a sync). Rounded, so that many inputs share the shapes of
+    ``_delta`` (its CUDA graph)."""
+    return 1 << (int((~found).sum()) - 1).bit_length()
+
+
+def _delta(density: Density, m: int, room: int) -> torch.Tensor:
+    """[m] delta (Eq. 4): the first pass's, the local peaks' (at most ``room``, from a second
+    pass over every row) put in. Rows past the peaks fill the room and write a spare slot."""
+    peaks = torch.nonzero_static(~density.found, size=room, fill_value=m).squeeze(1)
+    spare = peaks.clamp(max=m - 1)  # a real row, computed and dropped
+    separation = _separation_of_peaks(density.cols, m, spare, density.rank).mul_(density.to_d2)
+    delta_d2 = torch.cat([density.delta_d2, density.delta_d2.new_zeros(1)])
+    return delta_d2.index_copy_(0, peaks, separation)[:m].sqrt_()
+
+
 def _scores(
     cols: torch.Tensor, scale: torch.Tensor, m: int, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,22 +165,8 @@ def _scores(
     multiplied by ``scale`` and padded (``centred_padded``)."""
     if m == 1:
         return torch.zeros(1, device=cols.device), torch.zeros(1, device=cols.device)
-    k = min(k, m - 1)
-    to_d2 = scale.square().mul_(cols.shape[1]).reciprocal_()  # cols' d^2 -> ||x_i - x_j||^2 / D
-    d2_near, idx_near = _nearest_neighbours(cols, m, min(max(k, NEIGHBOURS), m - 1))
-    d2_near.mul_(to_d2)
-    log_rho = d2_near[:, :k].mean(dim=1).neg_()
-
-    order_rank = descending_rank(log_rho)  # smaller rank = denser
-    denser = order_rank[idx_near] < order_rank[:, None]  # [M, count]
-    found = denser.any(dim=1)
-    first = torch.argmax(denser.to(torch.int8), dim=1)
-    delta_d2 = d2_near.gather(1, first[:, None]).squeeze(1)
-
-    peaks = torch.nonzero(~found).squeeze(1)
-    if peaks.numel() > 0:
-        delta_d2[peaks] = _separation_of_peaks(cols, m, peaks, order_rank).mul_(to_d2)
-    return log_rho, delta_d2.sqrt_()
+    density = _density(cols, scale, m, min(k, m - 1))
+    return density.log_rho, _delta(density, m, peak_room(density.found))
 
 
 def _separation_of_peaks(
@@ -217,15 +257,48 @@ def _centres(cols: torch.Tensor, scale: torch.Tensor, m: int, count: int, k: int
     return torch.argsort(log_gamma(log_rho, delta), descending=True, stable=True)[:count]
 
 
-def dpc_knn_cluster(x: torch.Tensor, count: int, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+def dpc_knn_cluster(
+    x: torch.Tensor,
+    count: int,
+    k: int = 7,
+    runner: Callable[[Planned], object] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster the rows of ``x: [M, D]`` around ``count`` DPC-KNN centres.
 
     Returns (centres [count] row indices, labels [M] in [0, count)): every row joins its nearest
     centre by Euclidean distance (ties: the lower label); a centre always joins itself.
+    runner: runs the device work before and after the host reads the peaks' count
+    (``Planned.run``; CUDA graphs with ``engine.graphs.PlannedReplays``).
     """
     m = x.shape[0]
-    cols, scale = centred_padded(x)
-    centres = _centres(cols, scale, m, count, k)
+    count = min(max(count, 0), m)
+    if count in (0, m):
+        cols, scale = centred_padded(x)
+        return _with_labels(cols, m, _centres(cols, scale, m, count, k))
+    first = functools.partial(_first_pass, k=k)
+    density = Planned(("dpc_knn_density", k), (x,), first).run(runner)
+    room = peak_room(density.found)
+    second = functools.partial(_clusters, m=m, count=count, room=room)
+    return Planned(("dpc_knn_clusters", count, room), tuple(density), second).run(runner)
+
+
+def _first_pass(x: torch.Tensor, k: int) -> Density:
+    """``Density`` of the rows of ``x: [M, D]``, M >= 2, centred and padded here."""
+    m = x.shape[0]
+    return _density(*centred_padded(x), m, min(k, m - 1))
+
+
+def _clusters(*density: torch.Tensor, m: int, count: int, room: int):
+    """(centres, labels) from the first pass's ``Density`` fields and room for its peaks."""
+    density = Density(*density)
+    delta = _delta(density, m, room)
+    centres = torch.argsort(log_gamma(density.log_rho, delta), descending=True, stable=True)
+    return _with_labels(density.cols, m, centres[:count])
+
+
+def _with_labels(cols: torch.Tensor, m: int, centres: torch.Tensor):
+    """(centres, labels [m]): each of the first ``m`` rows of ``cols`` joins its nearest
+    centre; a centre joins itself."""
     labels = nearest(cols[:m], cols[centres], metric="euclidean")
-    labels[centres] = torch.arange(centres.numel(), device=x.device)
+    labels[centres] = torch.arange(centres.numel(), device=cols.device)
     return centres, labels

@@ -41,8 +41,10 @@ Where this implementation knowingly differs from the official code:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +53,7 @@ from vidpress.functional._checks import check_int, check_ratio, check_tensor
 from vidpress.functional.budgets import send_plan, spread_counts
 from vidpress.functional.dpc_knn import dpc_knn_scores_batched, log_gamma
 from vidpress.functional.merging import blend_into_targets
-from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
+from vidpress.functional.result import CompressedTokens, Planned, finalize, resolve_grid
 from vidpress.functional.segmentation import adjacent_similarity, dyseg_cuts, segment_ids
 from vidpress.functional.similarity import by_row_chunks, descending_rank, true_indices, unit
 
@@ -132,14 +134,48 @@ def fastvid_compress(
     anchor_period: int = 4,
     beta: float = 0.6,
     k: int = 4,
+    runner: Callable[[Planned], object] | None = None,
 ) -> CompressedTokens:
     """FastVID on ``tokens: [T, N, D]`` with saliency ``scores: [T, N]``.
 
     frame_features: [T, Dg] the global feature of each frame (default the mean token).
     ``segments`` is DySeg's c, ``context_ratio`` d, ``anchor_period`` p. Returns exactly
-    ``budget`` tokens.
+    ``budget`` tokens. runner: runs the device work after the frame plan (``Planned.run``).
     """
-    frames, n, dim = tokens.shape
+    planned = fastvid_plan(
+        tokens,
+        scores,
+        budget,
+        grid=grid,
+        frame_features=frame_features,
+        segments=segments,
+        tau=tau,
+        context_ratio=context_ratio,
+        anchor_period=anchor_period,
+        beta=beta,
+        k=k,
+    )
+    return planned.run(runner)
+
+
+def fastvid_plan(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    grid: tuple[int, int],
+    frame_features: torch.Tensor | None = None,
+    segments: int = 8,
+    tau: float = 0.9,
+    context_ratio: float = 0.4,
+    anchor_period: int = 4,
+    beta: float = 0.6,
+    k: int = 4,
+) -> Planned:
+    """``fastvid_compress`` cut after DySeg and the frame plan (its one host read). The plan's
+    per-frame counts go to the device as an input; the key holds only their totals and the
+    anchor table's shape, which many videos share."""
+    frames, n, _ = tokens.shape
     grid = resolve_grid(n, grid)
     check_int("segments", segments)
     tau = check_ratio("tau", tau, zero_ok=True)
@@ -156,22 +192,53 @@ def fastvid_compress(
             f"frame_features must have shape [T, Dg] with T = {frames}, "
             f"got {tuple(frame_features.shape)}"
         )
-    device = tokens.device
 
     cuts = dyseg_cuts(adjacent_similarity(frame_features), segments, tau)
     segment = segment_ids(cuts).tolist()  # the one host sync: the frame plan is made there
     plan = frame_plan(segment, budget, n, context_ratio, anchor_period)
-    salient, slots, segment_of, index_of, first_of = send_plan(
-        [plan.salient, plan.slots, plan.segment, plan.anchor_index, plan.first_target], device
+    rows = [plan.salient, plan.slots, plan.segment, plan.anchor_index, plan.first_target]
+    shape = FastVIDShape(
+        salient=sum(plan.salient),
+        slots=sum(plan.slots),
+        table=(segment[-1] + 1, max(plan.anchor_index) + 1, max(plan.slots)),
     )
+    apply = functools.partial(_fastvid_apply, grid=grid, shape=shape, beta=beta, k=k)
+    inputs = (tokens, scores, send_plan(rows, tokens.device))
+    return Planned(("fastvid", grid, shape, beta, k), inputs, apply)
+
+
+@dataclass(frozen=True)
+class FastVIDShape:
+    """What fixes the shapes of FastVID's device work: the salient tokens, the context slots
+    (targets) and the anchor table's (segments, most anchor frames of a segment, most targets
+    of a frame)."""
+
+    salient: int
+    slots: int
+    table: tuple[int, int, int]
+
+
+def _fastvid_apply(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    plan: torch.Tensor,
+    *,
+    grid: tuple[int, int],
+    shape: FastVIDShape,
+    beta: float,
+    k: int,
+) -> CompressedTokens:
+    """FastVID's device work: ATS, density scores, DTM. plan: [5, T] long, ``FramePlan``'s
+    salient, slots, segment, anchor_index and first_target of each frame."""
+    frames, n, dim = tokens.shape
+    salient, slots, segment_of, index_of, first_of = plan
     is_salient = descending_rank(scores) < salient[:, None]  # ATS, [T, N]
 
     flat = tokens.reshape(-1, dim)
-    salient_count, slot_count = sum(plan.salient), sum(plan.slots)
-    kept = true_indices(is_salient.flatten(), salient_count)
-    assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
-    assignment[kept] = torch.arange(salient_count, device=device)
-    if slot_count == 0:
+    kept = true_indices(is_salient.flatten(), shape.salient)
+    assignment = torch.full((frames * n,), -1, dtype=torch.long, device=tokens.device)
+    assignment[kept] = torch.arange(shape.salient, device=tokens.device)
+    if shape.slots == 0:
         return finalize(flat[kept], kept, assignment, grid)
 
     log_rho, delta = dpc_knn_scores_batched(tokens, ~is_salient, k)
@@ -179,16 +246,14 @@ def fastvid_compress(
     gamma = log_gamma(log_rho, delta).clamp_(min=torch.finfo(torch.float32).min)
     density = torch.where(is_salient, -torch.inf, gamma)
     is_target = descending_rank(density) < slots[:, None]
-    targets = true_indices(is_target.flatten(), slot_count)  # grouped by frame
+    targets = true_indices(is_target.flatten(), shape.slots)  # grouped by frame
     layout = AnchorLayout(
-        segment=segment_of,
-        index=index_of,
-        first_target=first_of,
-        shape=(segment[-1] + 1, max(plan.anchor_index) + 1, max(plan.slots)),
+        segment=segment_of, index=index_of, first_target=first_of, shape=shape.table
     )
-    merged, best = dtm(flat, n, targets, ~is_salient, frames * n - salient_count, layout, beta)
-    assignment = torch.where(best >= 0, salient_count + best, assignment)
-    assignment[targets] = salient_count + torch.arange(targets.numel(), device=device)
+    mergeable = frames * n - shape.salient
+    merged, best = dtm(flat, n, targets, ~is_salient, mergeable, layout, beta)
+    assignment = torch.where(best >= 0, shape.salient + best, assignment)
+    assignment[targets] = shape.salient + torch.arange(targets.numel(), device=tokens.device)
     return finalize(torch.cat([flat[kept], merged]), torch.cat([kept, targets]), assignment, grid)
 
 

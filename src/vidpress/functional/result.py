@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -31,6 +32,35 @@ class CompressedTokens:
     def kept_per_frame(self, frames: int) -> torch.Tensor:
         """[T] long: how many output tokens sit in each frame."""
         return torch.bincount(self.positions[:, 0], minlength=frames)
+
+    def clone(self) -> CompressedTokens:
+        """A copy that owns its tensors (a CUDA graph's outputs are overwritten by its next
+        replay)."""
+        return CompressedTokens(*(getattr(self, f.name).clone() for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Device work of a stage-1 method that follows a host decision (``visionzip_plan``,
+    ``fastvid_plan``, the phases of ``unified_compress``).
+
+    ``apply(*inputs)`` runs without host reads; its shapes and control flow follow from ``key``
+    and the inputs' shapes and dtypes, never from the inputs' values. One capture of ``apply``
+    per key can therefore be replayed as a CUDA graph on the inputs of another call with the
+    same key (``engine.graphs.PlannedReplays``, passed as the methods' ``runner``).
+
+    key:    hashable; the method and every Python value ``apply`` was built with
+    inputs: the tensors ``apply`` reads (tokens, scores, the plan sent to the device)
+    apply:  returns a ``CompressedTokens``, a tensor or a tuple of tensors
+    """
+
+    key: tuple
+    inputs: tuple[torch.Tensor, ...]
+    apply: Callable
+
+    def run(self, runner: Callable[[Planned], object] | None = None):
+        """``apply(*inputs)``: computed eagerly, or by ``runner`` (CUDA graphs) when given."""
+        return self.apply(*self.inputs) if runner is None else runner(self)
 
 
 def finalize(

@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from vidpress.functional._checks import check_flag, check_int, check_ratio
 from vidpress.functional.budgets import split_budget
 from vidpress.functional.dpc_knn import dpc_knn_cluster
 from vidpress.functional.merging import group_mean
-from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
+from vidpress.functional.result import CompressedTokens, Planned, finalize, resolve_grid
 from vidpress.functional.similarity import centred, cosine_gate, true_indices
 
 
@@ -52,6 +55,7 @@ def unified_compress(
     similarity_gate: bool = True,
     clustering: bool = True,
     centred_gate: bool = False,
+    runner: Callable[[Planned], object] | None = None,
 ) -> CompressedTokens:
     """Compress ``tokens: [T, N, D]`` with contribution ``scores: [T, N]`` to exactly ``budget``.
 
@@ -66,6 +70,10 @@ def unified_compress(
     component (mean pairwise cosine 0.6-0.93 on the testbed's projected features), the plain
     gate admits only a handful of tokens before rejecting all the rest, and the clusters take the
     budget; centring measures similarity on what tells tokens apart.
+
+    The gate decides on the host; ``runner`` runs the device work after it (the clustering's
+    two passes and the refill; ``Planned.run``, CUDA graphs with
+    ``engine.graphs.PlannedReplays``).
     """
     tau = check_ratio("tau", tau)
     k = check_int("k", k)
@@ -98,16 +106,32 @@ def unified_compress(
         is_selected.index_fill_(0, selected, True)
         selected = torch.cat([selected, walk[~is_selected[walk]][:shortfall]])
 
-    in_pool = torch.zeros(m, dtype=torch.bool, device=x.device).index_fill_(0, selected, True)
-    recycle = true_indices(~in_pool, m - selected.numel())
-    assignment = torch.full((m,), -1, dtype=torch.long, device=x.device)
-    assignment[selected] = torch.arange(selected.numel(), device=x.device)
-    outputs, sources = [x[selected]], [selected]
+    clustered = ()
     if cluster_slots > 0:
+        in_pool = torch.zeros(m, dtype=torch.bool, device=x.device).index_fill_(0, selected, True)
+        recycle = true_indices(~in_pool, m - selected.numel())
         recycled = x[recycle]
-        centres, labels = dpc_knn_cluster(recycled, cluster_slots, k)
-        clusters, _ = group_mean(recycled, labels, cluster_slots)
+        centres, labels = dpc_knn_cluster(recycled, cluster_slots, k, runner)
+        clustered = (recycle, recycled, centres, labels)
+    refill = functools.partial(_refill, grid=grid)
+    return Planned(("unified_refill", grid), (x, selected, *clustered), refill).run(runner)
+
+
+def _refill(
+    x: torch.Tensor, selected: torch.Tensor, *clustered: torch.Tensor, grid: tuple[int, int]
+) -> CompressedTokens:
+    """Step 5: the retention pool and the cluster means (each at its centre's position), in
+    original order. x: [M, D]; selected: [S] rows of x; clustered: nothing without clusters,
+    else recycle [M - S] (the other rows), recycled (their tokens), centres [C] (into recycle)
+    and labels [M - S] (in [0, C))."""
+    count = selected.numel()
+    assignment = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+    assignment[selected] = torch.arange(count, device=x.device)
+    outputs, sources = [x[selected]], [selected]
+    if clustered:
+        recycle, recycled, centres, labels = clustered
+        assignment[recycle] = count + labels
+        clusters, _ = group_mean(recycled, labels, centres.numel())
         outputs.append(clusters)
         sources.append(recycle[centres])
-        assignment[recycle] = selected.numel() + labels
     return finalize(torch.cat(outputs), torch.cat(sources), assignment, grid)

@@ -26,14 +26,17 @@ Where this implementation knowingly differs from the official code:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from vidpress.functional._checks import check_ratio, check_tensor
 from vidpress.functional.budgets import send_plan, spread_counts
 from vidpress.functional.merging import group_mean
-from vidpress.functional.result import CompressedTokens, finalize, resolve_grid
+from vidpress.functional.result import CompressedTokens, Planned, finalize, resolve_grid
 from vidpress.functional.similarity import descending_rank, nearest_per_batch, true_indices
 
 
@@ -75,44 +78,97 @@ def visionzip_compress(
     grid: tuple[int, int],
     keys: torch.Tensor | None = None,
     dominant_ratio: float = 54 / 64,
+    runner: Callable[[Planned], object] | None = None,
 ) -> CompressedTokens:
     """VisionZip on ``tokens: [T, N, D]`` with attention ``scores: [T, N]``, per frame.
 
     keys: [T, N, Dk] the features compared to pick each remaining token's target (default:
-    ``tokens``). Returns exactly ``budget`` tokens.
+    ``tokens``). Returns exactly ``budget`` tokens. runner: runs the device work after the
+    host's plan (``Planned.run``; CUDA graphs with ``engine.graphs.PlannedReplays``).
     """
-    frames, n, dim = tokens.shape
+    planned = visionzip_plan(
+        tokens, scores, budget, grid=grid, keys=keys, dominant_ratio=dominant_ratio
+    )
+    return planned.run(runner)
+
+
+def visionzip_plan(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    budget: int,
+    *,
+    grid: tuple[int, int],
+    keys: torch.Tensor | None = None,
+    dominant_ratio: float = 54 / 64,
+) -> Planned:
+    """``visionzip_compress`` cut after its host planning (the per-frame counts follow from
+    (T, N, budget) alone): every later shape is fixed by the key."""
+    frames, n, _ = tokens.shape
     grid = resolve_grid(n, grid)
     dominant_ratio = check_ratio("dominant_ratio", dominant_ratio, zero_ok=True)
-    if keys is None:
-        keys = tokens
-    check_tensor("keys", keys, 3, "[T, N, Dk]", finite=keys is not tokens)
-    if tuple(keys.shape[:2]) != (frames, n):
-        raise ValueError(
-            f"keys must have shape [T, N, Dk] with (T, N) = {(frames, n)}, got {tuple(keys.shape)}"
-        )
-    device = tokens.device
-
-    per_frame = spread_counts(budget, [n] * frames)  # planned on the host
+    if keys is not None:
+        check_tensor("keys", keys, 3, "[T, N, Dk]", finite=keys is not tokens)
+        if tuple(keys.shape[:2]) != (frames, n):
+            raise ValueError(
+                f"keys must have shape [T, N, Dk] with (T, N) = {(frames, n)}, "
+                f"got {tuple(keys.shape)}"
+            )
+    per_frame = spread_counts(budget, [n] * frames)
     dominant_of = [math.floor(count * dominant_ratio) for count in per_frame]  # int(n * 54/64)
     contextual_of = [count - d for count, d in zip(per_frame, dominant_of, strict=True)]
-    first, targets = sum(dominant_of), sum(contextual_of)
-    merging = sum(n - count for count, c in zip(per_frame, contextual_of, strict=True) if c > 0)
-    dominant, contextual = send_plan([dominant_of, contextual_of], device)
+    counts = VisionZipCounts(
+        dominant=sum(dominant_of),
+        targets=sum(contextual_of),
+        merging=sum(n - c for c, ctx in zip(per_frame, contextual_of, strict=True) if ctx > 0),
+        most_targets=max(contextual_of),
+    )
+    plan = send_plan([dominant_of, contextual_of], tokens.device)  # [2, T]
+    inputs = (tokens, scores, plan) if keys is None else (tokens, scores, plan, keys)
+    apply = functools.partial(_visionzip_apply, grid=grid, counts=counts)
+    return Planned(("visionzip", grid, counts), inputs, apply)
+
+
+@dataclass(frozen=True)
+class VisionZipCounts:
+    """Totals of a VisionZip plan: dominant tokens, contextual targets, tokens merged into them,
+    and the most targets of a frame."""
+
+    dominant: int
+    targets: int
+    merging: int
+    most_targets: int
+
+
+def _visionzip_apply(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    plan: torch.Tensor,
+    keys: torch.Tensor | None = None,
+    *,
+    grid: tuple[int, int],
+    counts: VisionZipCounts,
+) -> CompressedTokens:
+    """VisionZip's device work. plan: [2, T] long, the dominant and contextual count of each
+    frame (``visionzip_plan``)."""
+    frames, n, dim = tokens.shape
+    keys = tokens if keys is None else keys
+    device = tokens.device
+    dominant, contextual = plan
+    first = counts.dominant
     is_dominant = descending_rank(scores) < dominant[:, None]  # [T, N]
     slot = contextual_targets(~is_dominant, contextual)  # [T, N]
 
     # outputs: the dominant tokens, then the contextual ones, each in flat (frame, token) order
     flat_dominant = true_indices(is_dominant.flatten(), first)
-    flat_targets = true_indices((slot >= 0).flatten(), targets)
+    flat_targets = true_indices((slot >= 0).flatten(), counts.targets)
     assignment = torch.full((frames * n,), -1, dtype=torch.long, device=device)
     assignment[flat_dominant] = torch.arange(first, device=device)
     assignment[flat_targets] = first + torch.arange(flat_targets.numel(), device=device)
 
     merges = ((~is_dominant) & (slot < 0) & (contextual > 0)[:, None]).flatten()
-    members = true_indices(merges, merging)
-    if merging > 0:
-        choice = nearest_target(keys, slot, contextual, max(contextual_of), targets)
+    members = true_indices(merges, counts.merging)
+    if counts.merging > 0:
+        choice = nearest_target(keys, slot, contextual, counts.most_targets, counts.targets)
         first_target = first + torch.cumsum(contextual, 0) - contextual  # [T]
         assignment[members] = first_target[members // n] + choice.flatten()[members]
 

@@ -98,8 +98,9 @@ class BasePress:
         """The in-LLM stage, or None."""
         return None
 
-    def compress_video(self, video: VideoInput) -> F.CompressedTokens:
-        """Stage 1 on one video: [T, N, D] tokens -> the kept tokens, exactly the budget."""
+    def compress_video(self, video: VideoInput, runner=None) -> F.CompressedTokens:
+        """Stage 1 on one video: [T, N, D] tokens -> the kept tokens, exactly the budget.
+        runner: as ``functional.compress_with``'s (CUDA graphs of the planned methods)."""
         if self.stage1 is None:
             return F.identity(video.tokens, video.grid)
         scores = video.scores
@@ -112,6 +113,7 @@ class BasePress:
             scores,
             retention=self.retention,
             grid=video.grid,
+            runner=runner,
             **self.stage1_params(),
             **extra,
         )
