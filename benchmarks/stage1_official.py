@@ -70,6 +70,7 @@ from types import MethodType, SimpleNamespace
 import torch
 
 from vidpress import functional as F
+from vidpress.engine.graphs import PlannedReplays
 from vidpress.metrics.latency import Clock, time_call
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -85,7 +86,7 @@ class Case:
     """One comparison: both methods on the same inputs, as calls without arguments."""
 
     official: Callable[[], object]  # the official code (timed)
-    vidpress: Callable[[], F.CompressedTokens]  # vidpress (timed)
+    vidpress: Callable[..., F.CompressedTokens]  # vidpress (timed), given its stage-1 runner
     official_kept: Callable[[], set[int]]  # flat t N + j of the video tokens the official keeps
 
 
@@ -208,8 +209,13 @@ def fastvid_case(block, tokens, scores, retention) -> Case:
 
     return Case(
         lambda: block(state, **kwargs),
-        lambda: F.compress_video_tokens(
-            "fastvid", tokens, scores, retention=retention, frame_features=frame_features
+        lambda runner: F.compress_video_tokens(
+            "fastvid",
+            tokens,
+            scores,
+            retention=retention,
+            frame_features=frame_features,
+            runner=runner,
         ),
         official_kept,
     )
@@ -259,8 +265,8 @@ def visionzip_case(official, tokens, scores, retention) -> Case:
 
     return Case(
         lambda: run(tokens),
-        lambda: F.compress_video_tokens(
-            "visionzip", tokens, scores, retention=retention, keys=keys
+        lambda runner: F.compress_video_tokens(
+            "visionzip", tokens, scores, retention=retention, keys=keys, runner=runner
         ),
         official_kept,
     )
@@ -345,7 +351,9 @@ def holitom_case(official, tokens, scores, retention, tau) -> Case:
 
     return Case(
         lambda: branch(state, [], **settings),
-        lambda: F.compress_video_tokens("holitom", tokens, scores, retention=retention, tau=tau),
+        lambda runner: F.compress_video_tokens(
+            "holitom", tokens, scores, retention=retention, tau=tau, runner=runner
+        ),
         official_kept,
     )
 
@@ -377,16 +385,22 @@ def kept_positions(res: F.CompressedTokens, per_frame: int) -> set[int]:
     return set((frame * per_frame + row * math.isqrt(per_frame) + col).tolist())
 
 
-def compare(case: Case, per_frame: int, repeats: int, warmup: int) -> dict:
+def compare(case: Case, per_frame: int, repeats: int, warmup: int, graphs: bool) -> dict:
     """Both timed with CUDA events (``repeats`` 0: untimed, any device), their kept counts and
-    the share of the official's kept video tokens that vidpress keeps too."""
+    the share of the official's kept video tokens that vidpress keeps too. ``graphs``: vidpress
+    replays its planned stage 1 as CUDA graphs (``PlannedReplays``, as the fast path does); its
+    first call, which captures the graph, is timed apart."""
 
     def timed(fn) -> dict:
         return summary(time_call(fn, Clock("cuda"), warmup, repeats)) if repeats else {}
 
-    row = {"vidpress": timed(case.vidpress)}
-    res = case.vidpress()
+    runner = PlannedReplays(graphs=repeats > 0) if graphs else None
+    first = time_call(lambda: case.vidpress(runner), Clock("cuda"), 0, 1) if repeats else []
+    row = {"vidpress": timed(lambda: case.vidpress(runner))}
+    res = case.vidpress(runner)
     row["vidpress"]["kept"] = len(res)
+    if graphs:
+        row["vidpress"].update(graphs=runner.captures, first_call_ms=first[0] if first else None)
     try:
         row["official"] = timed(case.official)
         official_kept = case.official_kept()
@@ -417,6 +431,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--check", action="store_true", help="once on the CPU, untimed")
+    parser.add_argument(
+        "--graphs", action="store_true", help="vidpress's planned stage 1 as CUDA graphs"
+    )
     parser.add_argument("--out", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -446,7 +463,7 @@ def main(argv=None):
                 "dim": args.dim,
                 "retention": retention,
                 **({"tau": holitom_tau(retention, args.tau)} if args.method == "holitom" else {}),
-                **compare(case, args.tokens_per_frame, repeats, args.warmup),
+                **compare(case, args.tokens_per_frame, repeats, args.warmup, args.graphs),
                 "repeats": repeats,
             }
             rows.append(row)
