@@ -144,7 +144,9 @@ def main(argv=None):
     torch.manual_seed(0)
     x = torch.randn(args.frames * TOKENS, WIDTH, device="cuda", dtype=torch.bfloat16)
     report = {
-        "provenance": provenance(model="SigLIP-so400m layer (random bf16)", frames=args.frames),
+        "provenance": provenance(
+            model="SigLIP-so400m layer (random bf16)", frames=args.frames, device="cuda"
+        ),
         "command": ["benchmarks/vision_kernels.py", *(sys.argv[1:] if argv is None else argv)],
         "rows": args.frames * TOKENS,
         "per_layer": projections(x, args.repeats)
