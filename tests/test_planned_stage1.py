@@ -32,22 +32,31 @@ def assert_same(a: F.CompressedTokens, b: F.CompressedTokens):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
+class Recording(PlannedReplays):
+    """Eager replays that also keep each piece handed to them."""
+
+    def __init__(self):
+        super().__init__(graphs=False)
+        self.pieces: list[F.Planned] = []
+
+    def __call__(self, planned):
+        self.pieces.append(planned)
+        return super().__call__(planned)
+
+
 def fastvid(runner, lengths, seed, budget=40):
-    """(replayed through ``runner``, eager, the plan) of FastVID on a ``segmented_video``."""
+    """(replayed through ``runner``, eager) FastVID on a ``segmented_video``."""
     tokens, scores, features = segmented_video(lengths, seed)
-    params = dict(frame_features=features, segments=len(lengths))
-    planned = F.fastvid_plan(tokens, scores, budget, grid=(SIDE, SIDE), **params)
-    eager = F.compress_with(F.fastvid_compress, tokens, scores, budget=budget, **params)
-    replayed = F.compress_with(
-        F.fastvid_compress, tokens, scores, budget=budget, runner=runner, **params
-    )
-    return replayed, eager, planned
+    params = dict(budget=budget, frame_features=features, segments=len(lengths))
+    eager = F.compress_with(F.fastvid_compress, tokens, scores, **params)
+    return F.compress_with(F.fastvid_compress, tokens, scores, runner=runner, **params), eager
 
 
 def test_fastvid_replays_one_apply_on_plans_that_share_a_key():
-    runner = PlannedReplays(graphs=False)
-    first, first_eager, plan_a = fastvid(runner, [4, 2, 4, 2], seed=0)
-    second, second_eager, plan_b = fastvid(runner, [2, 4, 2, 4], seed=1)
+    runner = Recording()
+    first, first_eager = fastvid(runner, [4, 2, 4, 2], seed=0)
+    second, second_eager = fastvid(runner, [2, 4, 2, 4], seed=1)
+    plan_a, plan_b = runner.pieces
     assert plan_a.key == plan_b.key
     assert not torch.equal(plan_a.inputs[2], plan_b.inputs[2])  # other frames are anchors
     assert runner.captures == 1
@@ -56,11 +65,11 @@ def test_fastvid_replays_one_apply_on_plans_that_share_a_key():
 
 
 def test_fastvid_keys_differ_with_the_segment_layout_and_the_budget():
-    runner = PlannedReplays(graphs=False)
-    _, _, base = fastvid(runner, [4, 2, 4, 2], seed=0)
-    _, _, even = fastvid(runner, [3, 3, 3, 3], seed=2)
-    _, _, smaller = fastvid(runner, [4, 2, 4, 2], seed=3, budget=30)
-    assert len({base.key, even.key, smaller.key}) == 3
+    runner = Recording()
+    fastvid(runner, [4, 2, 4, 2], seed=0)
+    fastvid(runner, [3, 3, 3, 3], seed=2)
+    fastvid(runner, [4, 2, 4, 2], seed=3, budget=30)
+    assert len({piece.key for piece in runner.pieces}) == 3
     assert runner.captures == 3
 
 

@@ -43,7 +43,7 @@ from vidpress.functional.dpc_knn import (
     dpc_knn_scores_batched,
     log_gamma,
 )
-from vidpress.functional.fastvid import fastvid_compress, fastvid_plan
+from vidpress.functional.fastvid import fastvid_compress
 from vidpress.functional.holitom import holitom_compress
 from vidpress.functional.inner import (
     IMPORTANCE_KINDS,
@@ -75,7 +75,7 @@ from vidpress.functional.similarity import (
     nearest_per_batch,
 )
 from vidpress.functional.unified import retention_pool, unified_compress
-from vidpress.functional.visionzip import visionzip_compress, visionzip_plan
+from vidpress.functional.visionzip import visionzip_compress
 
 
 def identity(tokens: torch.Tensor, grid: tuple[int, int]) -> CompressedTokens:
@@ -181,7 +181,6 @@ __all__ = [
     "dpc_knn_scores_batched",
     "dyseg_cuts",
     "fastvid_compress",
-    "fastvid_plan",
     "finalize",
     "framedrop_compress",
     "group_mean",
@@ -210,7 +209,6 @@ __all__ = [
     "unified_compress",
     "uniform_compress",
     "visionzip_compress",
-    "visionzip_plan",
     "visual_importance",
     "values_unread",
     "window_savings",

@@ -140,41 +140,10 @@ def fastvid_compress(
 
     frame_features: [T, Dg] the global feature of each frame (default the mean token).
     ``segments`` is DySeg's c, ``context_ratio`` d, ``anchor_period`` p. Returns exactly
-    ``budget`` tokens. runner: runs the device work after the frame plan (``Planned.run``).
+    ``budget`` tokens. runner: runs the device work after DySeg and the frame plan (its one
+    host read; ``Planned.run``). The plan's per-frame counts go to the device as an input: the
+    key holds only their totals and the anchor table's shape, which many videos share.
     """
-    planned = fastvid_plan(
-        tokens,
-        scores,
-        budget,
-        grid=grid,
-        frame_features=frame_features,
-        segments=segments,
-        tau=tau,
-        context_ratio=context_ratio,
-        anchor_period=anchor_period,
-        beta=beta,
-        k=k,
-    )
-    return planned.run(runner)
-
-
-def fastvid_plan(
-    tokens: torch.Tensor,
-    scores: torch.Tensor,
-    budget: int,
-    *,
-    grid: tuple[int, int],
-    frame_features: torch.Tensor | None = None,
-    segments: int = 8,
-    tau: float = 0.9,
-    context_ratio: float = 0.4,
-    anchor_period: int = 4,
-    beta: float = 0.6,
-    k: int = 4,
-) -> Planned:
-    """``fastvid_compress`` cut after DySeg and the frame plan (its one host read). The plan's
-    per-frame counts go to the device as an input; the key holds only their totals and the
-    anchor table's shape, which many videos share."""
     frames, n, _ = tokens.shape
     grid = resolve_grid(n, grid)
     check_int("segments", segments)
@@ -204,7 +173,7 @@ def fastvid_plan(
     )
     apply = functools.partial(_fastvid_apply, grid=grid, shape=shape, beta=beta, k=k)
     inputs = (tokens, scores, send_plan(rows, tokens.device))
-    return Planned(("fastvid", grid, shape, beta, k), inputs, apply)
+    return Planned(("fastvid", grid, shape, beta, k), inputs, apply).run(runner)
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ class CompressedTokens:
 
 @dataclass(frozen=True)
 class Planned:
-    """Device work of a stage-1 method that follows a host decision (``visionzip_plan``,
-    ``fastvid_plan``, the phases of ``unified_compress``).
+    """Device work of a stage-1 method that follows a host decision: VisionZip's per-frame plan,
+    FastVID's frame plan, the unified gate, DPC-KNN's count of local peaks.
 
     ``apply(*inputs)`` runs without host reads; its shapes and control flow follow from ``key``
     and the inputs' shapes and dtypes, never from the inputs' values. One capture of ``apply``

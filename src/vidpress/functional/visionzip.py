@@ -84,25 +84,9 @@ def visionzip_compress(
 
     keys: [T, N, Dk] the features compared to pick each remaining token's target (default:
     ``tokens``). Returns exactly ``budget`` tokens. runner: runs the device work after the
-    host's plan (``Planned.run``; CUDA graphs with ``engine.graphs.PlannedReplays``).
+    host's plan, whose key is (T, N, budget) in effect (``Planned.run``; CUDA graphs with
+    ``engine.graphs.PlannedReplays``).
     """
-    planned = visionzip_plan(
-        tokens, scores, budget, grid=grid, keys=keys, dominant_ratio=dominant_ratio
-    )
-    return planned.run(runner)
-
-
-def visionzip_plan(
-    tokens: torch.Tensor,
-    scores: torch.Tensor,
-    budget: int,
-    *,
-    grid: tuple[int, int],
-    keys: torch.Tensor | None = None,
-    dominant_ratio: float = 54 / 64,
-) -> Planned:
-    """``visionzip_compress`` cut after its host planning (the per-frame counts follow from
-    (T, N, budget) alone): every later shape is fixed by the key."""
     frames, n, _ = tokens.shape
     grid = resolve_grid(n, grid)
     dominant_ratio = check_ratio("dominant_ratio", dominant_ratio, zero_ok=True)
@@ -125,7 +109,7 @@ def visionzip_plan(
     plan = send_plan([dominant_of, contextual_of], tokens.device)  # [2, T]
     inputs = (tokens, scores, plan) if keys is None else (tokens, scores, plan, keys)
     apply = functools.partial(_visionzip_apply, grid=grid, counts=counts)
-    return Planned(("visionzip", grid, counts), inputs, apply)
+    return Planned(("visionzip", grid, counts), inputs, apply).run(runner)
 
 
 @dataclass(frozen=True)
@@ -149,7 +133,7 @@ def _visionzip_apply(
     counts: VisionZipCounts,
 ) -> CompressedTokens:
     """VisionZip's device work. plan: [2, T] long, the dominant and contextual count of each
-    frame (``visionzip_plan``)."""
+    frame (planned in ``visionzip_compress``)."""
     frames, n, dim = tokens.shape
     keys = tokens if keys is None else keys
     device = tokens.device
