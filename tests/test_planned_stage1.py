@@ -73,6 +73,21 @@ def test_fastvid_keys_differ_with_the_segment_layout_and_the_budget():
     assert runner.captures == 3
 
 
+def test_replays_keep_the_most_recently_used_graphs():
+    runner = PlannedReplays(graphs=False, max_graphs=2)
+    tokens, scores, _ = segmented_video([FRAMES], 0)
+    for budget in (30, 20, 30, 10, 30):
+        replayed = F.compress_with(
+            F.visionzip_compress, tokens, scores, budget=budget, runner=runner
+        )
+        assert_same(replayed, F.compress_with(F.visionzip_compress, tokens, scores, budget=budget))
+    assert runner.captures == 3 and len(runner) == 2  # 30 stayed in use, 20 was dropped
+    F.compress_with(F.visionzip_compress, tokens, scores, budget=20, runner=runner)
+    assert runner.captures == 4
+    with pytest.raises(ValueError, match="max_graphs must be an integer >= 1"):
+        PlannedReplays(max_graphs=0)
+
+
 @pytest.mark.parametrize("with_keys", [False, True])
 def test_visionzip_replays_are_the_eager_results(with_keys):
     runner = PlannedReplays(graphs=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -71,23 +72,35 @@ class PlannedReplays:
     inside ``values_unread`` (it reads no values anyway), and replayed on the inputs of later
     calls with the same key; what it returns is copied, so it outlives the next replay. With
     ``graphs=False`` the first ``apply`` of a key is called again on the inputs of later calls,
-    as a graph would replay it (CPU tests of that contract). ``captures``: graphs captured.
+    as a graph would replay it (CPU tests of that contract).
+
+    Each graph keeps its own memory pool (its inputs, outputs and temporaries), so at most
+    ``max_graphs`` are kept, the least recently used dropped first: FastVID's and unified's keys
+    vary from video to video. ``captures``: graphs captured so far (dropped ones included).
     """
 
-    def __init__(self, graphs: bool = True, pool=None):
+    def __init__(self, graphs: bool = True, max_graphs: int = 16):
+        if isinstance(max_graphs, bool) or not isinstance(max_graphs, int) or max_graphs < 1:
+            raise ValueError(f"max_graphs must be an integer >= 1, got {max_graphs!r}")
         self.graphs = graphs
-        self.pool = pool
-        self._replays: dict[tuple, Replay] = {}
+        self.max_graphs = max_graphs
+        self.captures = 0
+        self._replays: OrderedDict[tuple, Replay] = OrderedDict()
 
-    @property
-    def captures(self) -> int:
+    def __len__(self) -> int:
+        """Graphs kept now."""
         return len(self._replays)
 
     def __call__(self, planned: F.Planned):
         shapes = tuple((tuple(x.shape), x.dtype, x.device) for x in planned.inputs)
         key = (planned.key, shapes)
-        if key not in self._replays:
-            self._replays[key] = Replay(_unread(planned.apply), self.graphs, self.pool)
+        if key in self._replays:
+            self._replays.move_to_end(key)
+        else:
+            self._replays[key] = Replay(_unread(planned.apply), self.graphs, pool=None)
+            self.captures += 1
+            if len(self._replays) > self.max_graphs:
+                self._replays.popitem(last=False)
         return _owned(self._replays[key](*planned.inputs))
 
 

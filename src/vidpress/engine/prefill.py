@@ -31,7 +31,7 @@ def prefill(
 
     replay: the decisions of an earlier prefill to reuse (else the press decides);
     original_positions: 1-D RoPE keeps the kept tokens' original position ids;
-    runner: runs the press's planned stage 1 (``press.compress_video``'s).
+    runner: runs the device work of the press's stage 1 (``press.compress_video``'s).
     """
     input_ids = kwargs["input_ids"]
     batch, length = input_ids.shape

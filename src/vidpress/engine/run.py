@@ -135,8 +135,8 @@ class Run:
         """Stage 1 of a prefill outside the model's forward (``engine.fast`` runs the decoder
         layers itself): the decoder's keyword arguments for the compressed prompt
         (``inputs_embeds``, ``attention_mask``, ``position_ids``, ...) and the call's state, which
-        ``shorten`` reads. ``stats`` gets the call's entry. runner: runs the press's planned
-        stage 1 (``functional.compress_with``'s; ``engine.graphs.PlannedReplays``)."""
+        ``shorten`` reads. ``stats`` gets the call's entry. runner: runs the device work of the
+        press's stage 1 (``functional.compress_with``'s; ``engine.graphs.PlannedReplays``)."""
         self.adapter.check_inputs(inputs)
         if inputs.get("input_ids") is None:
             raise ValueError("vidpress needs input_ids to locate the video tokens")
