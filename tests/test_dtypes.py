@@ -106,9 +106,9 @@ def decision_margins(roundoff: float):
             margins.append(float((cos - tau).abs().min()) / (COS_SLACK * roundoff))
         return F.cosine_gate(features, tau, capacity, order, block)
 
-    def cluster(x, count, k=7):
+    def cluster(x, count, k=7, runner=None):
         margins.append(_dpc_margin(x, k, count, roundoff))
-        return F.dpc_knn_cluster(x, count, k)
+        return F.dpc_knn_cluster(x, count, k, runner)
 
     def batched(x, valid, k=7):
         margins.extend(_dpc_margin(x[b][valid[b]], k, None, roundoff) for b in range(x.shape[0]))
