@@ -46,7 +46,7 @@ def time_method(name, tokens, scores, retention, repeats, warmup, graphs=False):
         return F.compress_video_tokens(name, tokens, scores, retention=retention, runner=runner)
 
     first = time_call(call, Clock("cuda"), 0, 1)[0]
-    kept = len(call())  # also the first warm-up call
+    kept = len(call())  # also a warm-up call
     for _ in range(warmup - 1):
         call()
     with peak_memory("cuda") as memory:

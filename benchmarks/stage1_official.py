@@ -395,7 +395,9 @@ def compare(case: Case, per_frame: int, repeats: int, warmup: int, graphs: bool)
         return summary(time_call(fn, Clock("cuda"), warmup, repeats)) if repeats else {}
 
     runner = PlannedReplays(graphs=repeats > 0) if graphs else None
-    first = time_call(lambda: case.vidpress(runner), Clock("cuda"), 0, 1) if repeats else []
+    first = (
+        time_call(lambda: case.vidpress(runner), Clock("cuda"), 0, 1) if graphs and repeats else []
+    )
     row = {"vidpress": timed(lambda: case.vidpress(runner))}
     res = case.vidpress(runner)
     row["vidpress"]["kept"] = len(res)

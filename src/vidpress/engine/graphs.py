@@ -70,9 +70,9 @@ class PlannedReplays:
     take a runner (VisionZip, FastVID, unified) hand it each piece of device work that follows
     a host decision. That piece is captured the first time its key and input shapes are seen,
     inside ``values_unread`` (it reads no values anyway), and replayed on the inputs of later
-    calls with the same key; what it returns is copied, so it outlives the next replay. With
-    ``graphs=False`` the first ``apply`` of a key is called again on the inputs of later calls,
-    as a graph would replay it (CPU tests of that contract).
+    calls with the same key; what a graph returns is copied, so it outlives the next replay.
+    With ``graphs=False`` the first ``apply`` of a key is called again on the inputs of later
+    calls, as a graph would replay it (CPU tests of that contract).
 
     Each graph keeps its own memory pool (its inputs, outputs and temporaries), so at most
     ``max_graphs`` are kept, the least recently used dropped first: FastVID's and unified's keys
@@ -101,7 +101,8 @@ class PlannedReplays:
             self.captures += 1
             if len(self._replays) > self.max_graphs:
                 self._replays.popitem(last=False)
-        return _owned(self._replays[key](*planned.inputs))
+        out = self._replays[key](*planned.inputs)
+        return _owned(out) if self.graphs else out  # eager outputs are fresh already
 
 
 def _owned(out):

@@ -126,7 +126,7 @@ def compress_with(
     budget: int | None = None,
     retention: float | None = None,
     grid: tuple[int, int] | None = None,
-    runner: Callable[[Planned], CompressedTokens] | None = None,
+    runner: Callable[[Planned], object] | None = None,
     **params,
 ) -> CompressedTokens:
     """Compress ``tokens: [T, N, D]`` with ``scores: [T, N]`` by the stage-1 function ``method``

@@ -253,7 +253,11 @@ def _centres(cols: torch.Tensor, scale: torch.Tensor, m: int, count: int, k: int
         return torch.empty(0, dtype=torch.long, device=cols.device)
     if count == m:
         return torch.arange(count, device=cols.device)
-    log_rho, delta = _scores(cols, scale, m, k)
+    return _highest_gamma(*_scores(cols, scale, m, k), count)
+
+
+def _highest_gamma(log_rho: torch.Tensor, delta: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` rows with the highest log gamma, highest first, ties by index."""
     return torch.argsort(log_gamma(log_rho, delta), descending=True, stable=True)[:count]
 
 
@@ -291,9 +295,8 @@ def _first_pass(x: torch.Tensor, k: int) -> Density:
 def _clusters(*density: torch.Tensor, m: int, count: int, room: int):
     """(centres, labels) from the first pass's ``Density`` fields and room for its peaks."""
     density = Density(*density)
-    delta = _delta(density, m, room)
-    centres = torch.argsort(log_gamma(density.log_rho, delta), descending=True, stable=True)
-    return _with_labels(density.cols, m, centres[:count])
+    centres = _highest_gamma(density.log_rho, _delta(density, m, room), count)
+    return _with_labels(density.cols, m, centres)
 
 
 def _with_labels(cols: torch.Tensor, m: int, centres: torch.Tensor):
