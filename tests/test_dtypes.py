@@ -92,7 +92,7 @@ def _dpc_margin(x: torch.Tensor, k: int, count: int | None, roundoff: float) -> 
 def decision_margins(roundoff: float):
     """Records the margins (see the module docstring) of the gate and DPC-KNN calls made in
     the block; yields the list they are appended to (empty when ``roundoff`` is 0)."""
-    from vidpress.functional import fastvid, holitom, unified
+    from vidpress.functional import dpc_knn, fastvid, holitom, unified
 
     margins: list[float] = []
     if roundoff == 0:
@@ -110,13 +110,17 @@ def decision_margins(roundoff: float):
         margins.append(_dpc_margin(x, k, count, roundoff))
         return F.dpc_knn_cluster(x, count, k, runner)
 
+    def planned(x, count, k, room):
+        margins.append(_dpc_margin(x, k, count, roundoff))
+        return dpc_knn.dpc_knn_planned(x, count, k, room)
+
     def batched(x, valid, k=7):
         margins.extend(_dpc_margin(x[b][valid[b]], k, None, roundoff) for b in range(x.shape[0]))
         return F.dpc_knn_scores_batched(x, valid, k)
 
     with (
         mock.patch.object(unified, "cosine_gate", gate),
-        mock.patch.object(unified, "dpc_knn_cluster", cluster),
+        mock.patch.object(unified, "dpc_knn_planned", planned),
         mock.patch.object(holitom, "dpc_knn_cluster", cluster),
         mock.patch.object(fastvid, "dpc_knn_scores_batched", batched),
     ):

@@ -51,6 +51,9 @@ from vidpress.functional.similarity import (
 NEIGHBOURS = 32
 # Columns per group in the two-step nearest-neighbour selection.
 GROUP = 64
+# The second pass makes room for one local peak per PEAK_SHARE rows before their count is read
+# (``peak_room``); more peaks than that cost a second run (``fit_peaks``).
+PEAK_SHARE = 16
 
 
 def _nearest_neighbours(
@@ -141,11 +144,26 @@ def _density(cols: torch.Tensor, scale: torch.Tensor, m: int, k: int) -> Density
     return Density(cols, log_rho, delta_d2, rank, found, to_d2)
 
 
-def peak_room(found: torch.Tensor) -> int:
-    """Room for the local peaks (rows without ``found``): their count rounded up to a power of
-    two, read on the host (a sync). Rounded, so that many inputs share the shapes of
-    ``_delta`` (its CUDA graph)."""
-    return 1 << (int((~found).sum()) - 1).bit_length()
+def peak_room(m: int, peaks: int = 1) -> int:
+    """Room for the local peaks (rows with no denser token among their ``NEIGHBOURS``
+    nearest) of ``m`` rows, before their count is known: a power of two, at least
+    ``m / PEAK_SHARE`` and ``peaks``. Known from ``m`` alone, it keys ``_delta``'s shapes (a
+    CUDA graph) without a host read; ``fit_peaks`` tries again, with room for ``peaks``, in
+    the rare case that more rows were peaks."""
+    need = max(-(-m // PEAK_SHARE), peaks, 1)
+    return 1 << (need - 1).bit_length()
+
+
+def fit_peaks(run_at: Callable[[int], tuple], m: int):
+    """``run_at(room)`` at ``peak_room(m)``: it returns its outputs followed by the count of
+    local peaks (a device scalar), read on the host after all of its work is queued (one sync
+    at the end, none in between). When the peaks did not fit, ``run_at`` runs again with room
+    for every one of them. Returns the outputs without the count."""
+    room = peak_room(m)
+    *outputs, peaks = run_at(room)
+    if int(peaks) > room:
+        *outputs, _ = run_at(peak_room(m, int(peaks)))
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 def _delta(density: Density, m: int, room: int) -> torch.Tensor:
@@ -166,7 +184,7 @@ def _scores(
     if m == 1:
         return torch.zeros(1, device=cols.device), torch.zeros(1, device=cols.device)
     density = _density(cols, scale, m, min(k, m - 1))
-    return density.log_rho, _delta(density, m, peak_room(density.found))
+    return density.log_rho, _delta(density, m, peak_room(m, int((~density.found).sum())))
 
 
 def _separation_of_peaks(
@@ -271,32 +289,32 @@ def dpc_knn_cluster(
 
     Returns (centres [count] row indices, labels [M] in [0, count)): every row joins its nearest
     centre by Euclidean distance (ties: the lower label); a centre always joins itself.
-    runner: runs the device work before and after the host reads the peaks' count
-    (``Planned.run``; CUDA graphs with ``engine.graphs.PlannedReplays``).
+    runner: runs the device work (``Planned.run``; CUDA graphs with
+    ``engine.graphs.PlannedReplays``); the host reads the count of local peaks after it.
     """
     m = x.shape[0]
-    count = min(max(count, 0), m)
-    if count in (0, m):
-        cols, scale = centred_padded(x)
-        return _with_labels(cols, m, _centres(cols, scale, m, count, k))
-    first = functools.partial(_first_pass, k=k)
-    density = Planned(("dpc_knn_density", k), (x,), first).run(runner)
-    room = peak_room(density.found)
-    second = functools.partial(_clusters, m=m, count=count, room=room)
-    return Planned(("dpc_knn_clusters", count, room), tuple(density), second).run(runner)
+    if count < 1 or m < 1:
+        raise ValueError(f"count and the rows of x must be >= 1, got count={count} and {m} rows")
+    count = min(count, m)
+
+    def run_at(room: int):
+        piece = functools.partial(dpc_knn_planned, count=count, k=k, room=room)
+        return Planned(("dpc_knn_cluster", count, k, room), (x,), piece).run(runner)
+
+    return fit_peaks(run_at, m)
 
 
-def _first_pass(x: torch.Tensor, k: int) -> Density:
-    """``Density`` of the rows of ``x: [M, D]``, M >= 2, centred and padded here."""
+def dpc_knn_planned(x: torch.Tensor, count: int, k: int, room: int):
+    """``dpc_knn_cluster`` of ``x: [M, D]`` (0 < count <= M) with ``room`` for the local peaks,
+    without a host read: (centres, labels, the count of local peaks). The result is exact when
+    the count is at most ``room`` (``fit_peaks`` checks it)."""
     m = x.shape[0]
-    return _density(*centred_padded(x), m, min(k, m - 1))
-
-
-def _clusters(*density: torch.Tensor, m: int, count: int, room: int):
-    """(centres, labels) from the first pass's ``Density`` fields and room for its peaks."""
-    density = Density(*density)
+    if count == m:  # every row is a centre of its own
+        centres = torch.arange(m, device=x.device)
+        return centres, centres.clone(), torch.zeros((), dtype=torch.long, device=x.device)
+    density = _density(*centred_padded(x), m, min(k, m - 1))
     centres = _highest_gamma(density.log_rho, _delta(density, m, room), count)
-    return _with_labels(density.cols, m, centres)
+    return (*_with_labels(density.cols, m, centres), (~density.found).sum())
 
 
 def _with_labels(cols: torch.Tensor, m: int, centres: torch.Tensor):

@@ -19,7 +19,7 @@ import torch
 
 from vidpress.functional._checks import check_flag, check_int, check_ratio
 from vidpress.functional.budgets import split_budget
-from vidpress.functional.dpc_knn import dpc_knn_cluster
+from vidpress.functional.dpc_knn import dpc_knn_planned, fit_peaks
 from vidpress.functional.merging import group_mean
 from vidpress.functional.result import CompressedTokens, Planned, finalize, resolve_grid
 from vidpress.functional.similarity import centred, cosine_gate, true_indices
@@ -104,17 +104,43 @@ def unified_compress(
     elif shortfall > 0:
         is_selected = torch.zeros(m, dtype=torch.bool, device=x.device)
         is_selected.index_fill_(0, selected, True)
-        selected = torch.cat([selected, walk[~is_selected[walk]][:shortfall]])
+        rejected = walk[true_indices(~is_selected[walk], m - selected.numel())]
+        selected = torch.cat([selected, rejected[:shortfall]])
 
-    clustered = ()
-    if cluster_slots > 0:
-        in_pool = torch.zeros(m, dtype=torch.bool, device=x.device).index_fill_(0, selected, True)
-        recycle = true_indices(~in_pool, m - selected.numel())
-        recycled = x[recycle]
-        centres, labels = dpc_knn_cluster(recycled, cluster_slots, k, runner)
-        clustered = (recycle, recycled, centres, labels)
-    refill = functools.partial(_refill, grid=grid)
-    return Planned(("unified_refill", grid), (x, selected, *clustered), refill).run(runner)
+    recycled = m - selected.numel()
+    if cluster_slots == 0:
+        refill = functools.partial(_refill, grid=grid)
+        return Planned(("unified_refill", grid), (x, selected), refill).run(runner)
+
+    def run_at(room: int):
+        piece = functools.partial(
+            _pool_and_clusters, grid=grid, clusters=cluster_slots, k=k, room=room
+        )
+        key = ("unified", grid, selected.numel(), cluster_slots, k, room)
+        return Planned(key, (x, selected), piece).run(runner)
+
+    return fit_peaks(run_at, recycled)
+
+
+def _pool_and_clusters(
+    x: torch.Tensor,
+    selected: torch.Tensor,
+    *,
+    grid: tuple[int, int],
+    clusters: int,
+    k: int,
+    room: int,
+) -> tuple[CompressedTokens, torch.Tensor]:
+    """Steps 4-5 after the gate, without a host read: DPC-KNN over the recycle pool (every row
+    of ``x: [M, D]`` not in ``selected: [S]``) into ``clusters`` clusters, with ``room`` for
+    its local peaks (``dpc_knn_planned``), and the refill. Returns (the result, the count of
+    local peaks: the result is exact when it is at most ``room``)."""
+    m, count = x.shape[0], selected.numel()
+    in_pool = torch.zeros(m, dtype=torch.bool, device=x.device).index_fill_(0, selected, True)
+    recycle = true_indices(~in_pool, m - count)
+    recycled = x[recycle]
+    centres, labels, peaks = dpc_knn_planned(recycled, clusters, k, room)
+    return _refill(x, selected, recycle, recycled, centres, labels, grid=grid), peaks
 
 
 def _refill(
