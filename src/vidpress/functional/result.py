@@ -42,7 +42,7 @@ class CompressedTokens:
 @dataclass(frozen=True)
 class Planned:
     """Device work of a stage-1 method that follows a host decision: VisionZip's per-frame plan,
-    FastVID's frame plan, the unified gate, DPC-KNN's count of local peaks.
+    FastVID's frame plan, the unified gate (DPC-KNN's room for its local peaks is guessed).
 
     ``apply(*inputs)`` runs without host reads; its shapes and control flow follow from ``key``
     and the inputs' shapes and dtypes, never from the inputs' values. One capture of ``apply``

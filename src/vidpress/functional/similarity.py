@@ -210,23 +210,26 @@ def nearest_per_batch(
     return by_row_chunks(nearest_of, q.shape[0], q.shape[1] * t.shape[1])
 
 
-def _admit_block(conflict: np.ndarray, limit: int) -> np.ndarray:
+def _admit_block(conflict: torch.Tensor, limit: int) -> torch.Tensor:
     """Exact greedy admission inside one block of candidates: the first ``limit`` admitted.
 
     conflict: [b, b] bool, conflict[i, j] for j < i: candidate i is too similar to candidate j.
     Candidate i is admitted iff no admitted j < i conflicts with it. That rule has exactly one
     fixed point (it is forward substitution); iterating it from "all admitted" settles one more
     step of every dependency chain per round, so it arrives in at most b rounds, each one
-    matrix-vector product, on the host. Returns the admitted positions ([<= limit], ascending).
+    matrix-vector product. The rounds run on the host over one copy of the small matrix (no
+    device sync per round). Returns the admitted positions ([<= limit] long, ascending) on
+    the conflict matrix's device.
     """
-    blocks = conflict.astype(np.float32)
+    blocks = conflict.cpu().numpy().astype(np.float32)
     admitted = np.ones(blocks.shape[0], dtype=bool)
     for _ in range(blocks.shape[0] + 1):
         nxt = (blocks @ admitted) == 0
         if np.array_equal(nxt, admitted):
             break
         admitted = nxt
-    return np.flatnonzero(admitted)[:limit]
+    chosen = torch.from_numpy(np.flatnonzero(admitted)[:limit])
+    return chosen.to(conflict.device, non_blocking=True)
 
 
 def cosine_gate(
@@ -244,35 +247,26 @@ def cosine_gate(
     defaults to the rows' own order.
 
     Exact and blockwise. A candidate rejected by the pool stays rejected (the pool only
-    grows), so after each block every candidate still alive is tested, in one matrix product,
-    against the tokens that block admitted, and the rejected ones leave the walk. The next
-    block is the first ``block`` candidates still alive; the greedy order inside it is resolved
-    on the host on its [block, block] similarities, read in one copy with the block's length
-    (one host sync per block). Rows are normalised as they are gathered (bounded memory,
-    ``unit``: float32 norms) and stay in the features' dtype for the products (tensor cores
-    for half precision).
+    grows), so after each block every remaining candidate is tested, in one matrix product,
+    against the tokens that block admitted, and the rejected ones leave the walk. The greedy
+    order inside the next block of survivors is resolved on its [block, block] similarities.
+    Rows are normalised as they are gathered (bounded memory, ``unit``: float32 norms) and stay
+    in the features' dtype for the products (tensor cores for half precision).
     """
-    m = features.shape[0]
-    walk = torch.arange(m, device=features.device) if order is None else order
-    alive = torch.ones(m, dtype=torch.bool, device=features.device)  # over walk places
+    remaining = torch.arange(features.shape[0], device=features.device)
+    remaining = remaining if order is None else order
     admitted_ids: list[torch.Tensor] = []
     taken = 0
-    while taken < capacity and m > 0:
-        places = torch.nonzero_static(alive, size=min(block, m), fill_value=m).squeeze(1)
-        cand = unit(features[walk[places.clamp(max=m - 1)]], features.dtype)
+    while taken < capacity and remaining.numel() > 0:
+        head, remaining = remaining[:block], remaining[block:]
+        cand = unit(features[head], features.dtype)
         conflict = torch.tril((cand @ cand.T).float() >= tau, diagonal=-1)
-        on_host = torch.cat([conflict, (places < m)[None]]).cpu().numpy()
-        length = int(on_host[-1].sum())  # alive places fill the front of the block
-        if length == 0:
-            break
-        admitted = _admit_block(on_host[:length, :length], capacity - taken)
-        chosen = torch.from_numpy(admitted).to(features.device, non_blocking=True)
-        admitted_ids.append(walk[places[chosen]])
-        taken += admitted.size
-        if taken == capacity or length < block or length == m:
-            break  # the pool is full, or every candidate still alive was in this block
-        alive.index_fill_(0, places, False)  # a full block: every place is a real one
-        alive &= _below_tau(features, walk, cand[chosen], tau)
+        admitted = _admit_block(conflict, capacity - taken)
+        local = head[admitted]
+        admitted_ids.append(local)
+        taken += local.numel()
+        if taken < capacity and remaining.numel() > 0:
+            remaining = remaining[_below_tau(features, remaining, cand[admitted], tau)]
     if not admitted_ids:
         return torch.empty(0, dtype=torch.long, device=features.device)
     return torch.cat(admitted_ids)

@@ -71,9 +71,10 @@ def unified_compress(
     gate admits only a handful of tokens before rejecting all the rest, and the clusters take the
     budget; centring measures similarity on what tells tokens apart.
 
-    The gate decides on the host; ``runner`` runs the device work after it (the clustering's
-    two passes and the refill; ``Planned.run``, CUDA graphs with
-    ``engine.graphs.PlannedReplays``).
+    The gate decides on the host; ``runner`` runs all the device work after it (the recycle
+    pool, DPC-KNN, the refill) as one piece (``Planned.run``, CUDA graphs with
+    ``engine.graphs.PlannedReplays``). DPC-KNN's room for its local peaks is guessed from the
+    pool's size and checked once that piece is queued (``dpc_knn.fit_peaks``).
     """
     tau = check_ratio("tau", tau)
     k = check_int("k", k)
