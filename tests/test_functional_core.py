@@ -134,6 +134,12 @@ def test_dpc_knn_second_pass_for_density_peaks(monkeypatch):
     torch.testing.assert_close(delta, delta2)
 
 
+def test_dpc_knn_cluster_refuses_an_empty_clustering():
+    for rows, count in ((5, 0), (0, 3), (5, -1)):
+        with pytest.raises(ValueError, match="count and the rows of x must be >= 1"):
+            F.dpc_knn_cluster(torch.randn(rows, 4), count)
+
+
 def test_dpc_knn_cluster_centres_own_themselves_and_members_join_nearest():
     g = torch.Generator().manual_seed(0)
     blobs = torch.cat([torch.randn(20, 3, generator=g) * 0.05 + c for c in (0.0, 5.0, -5.0)])

@@ -108,7 +108,6 @@ def unified_compress(
         rejected = walk[true_indices(~is_selected[walk], m - selected.numel())]
         selected = torch.cat([selected, rejected[:shortfall]])
 
-    recycled = m - selected.numel()
     if cluster_slots == 0:
         refill = functools.partial(_refill, grid=grid)
         return Planned(("unified_refill", grid), (x, selected), refill).run(runner)
@@ -120,7 +119,7 @@ def unified_compress(
         key = ("unified", grid, selected.numel(), cluster_slots, k, room)
         return Planned(key, (x, selected), piece).run(runner)
 
-    return fit_peaks(run_at, recycled)
+    return fit_peaks(run_at, m - selected.numel())  # DPC-KNN's rows: the recycle pool
 
 
 def _pool_and_clusters(
