@@ -161,8 +161,9 @@ def fit_peaks(run_at: Callable[[int], tuple], m: int):
     for every one of them. Returns the outputs without the count."""
     room = peak_room(m)
     *outputs, peaks = run_at(room)
-    if int(peaks) > room:
-        *outputs, _ = run_at(peak_room(m, int(peaks)))
+    peaks = int(peaks)
+    if peaks > room:
+        *outputs, _ = run_at(peak_room(m, peaks))
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
@@ -184,7 +185,7 @@ def _scores(
     if m == 1:
         return torch.zeros(1, device=cols.device), torch.zeros(1, device=cols.device)
     density = _density(cols, scale, m, min(k, m - 1))
-    return density.log_rho, _delta(density, m, peak_room(m, int((~density.found).sum())))
+    return density.log_rho, _delta(density, m, int((~density.found).sum()))  # exact room
 
 
 def _separation_of_peaks(
