@@ -1,11 +1,13 @@
 """How many tokens the redundancy gate (Eq. 2) admits on the testbed's real features, and why.
 
     python benchmarks/gate_admissions.py --per-family 5 \
-        --out benchmarks/results/testbed_gate_admissions
+        --weights src/vidpress/testbed/weights/testbed_v2_round2.safetensors \
+        --out benchmarks/results/testbed_gate_admissions_v2_round2
 
 For a balanced sample of SynthVQA test items (32 frames, 392 px, 6,272 tokens) it takes the
-projected tokens and the CLS-attention scores exactly as the unified press receives them (the
-LLaVA-OneVision adapter's ``prepare``), then reports:
+projected tokens of the testbed with ``--weights`` (as ``vidpress eval --weights``: committed,
+untrained or a weights file) and the CLS-attention scores exactly as the unified press
+receives them (the LLaVA-OneVision adapter's ``prepare``), then reports:
 
 - how alike the tokens are: the mean pairwise cosine, the same after subtracting the video's mean
   token, and the common component's share (norm of the mean token / mean token norm);
@@ -28,6 +30,7 @@ import torch
 from vidpress import functional as F
 from vidpress.adapters.base import Timer
 from vidpress.adapters.llava_onevision import LlavaOnevisionAdapter
+from vidpress.commands.arguments import projector_weights
 from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.functional.similarity import unit
 from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
@@ -144,11 +147,14 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-family", type=int, default=5)
+    parser.add_argument(
+        "--weights", default="committed", help="committed (default), untrained, or a path"
+    )
     parser.add_argument("--out", required=True, help="output stem (.json and .md)")
     args = parser.parse_args()
     start = time.perf_counter()
     suite = SynthVQA(default_clips(), split="test", size=700, num_frames=32, frames_px=392)
-    model, processor = assemble_testbed(392)
+    model, processor = assemble_testbed(392, projector_weights(args.weights))
     adapter = LlavaOnevisionAdapter(model.eval())
     rows = []
     for index in suite.first_indices(args.per_family):
@@ -170,9 +176,10 @@ def main() -> None:
             }
         )
     result = cpu_diagnostic_record(
-        f"python benchmarks/gate_admissions.py --per-family {args.per_family} --out {args.out}",
+        f"python benchmarks/gate_admissions.py --per-family {args.per_family} "
+        f"--weights {args.weights} --out {args.out}",
         start,
-        weights="committed (src/vidpress/testbed/weights/testbed.safetensors)",
+        weights=args.weights,
         items=len(rows),
         per_family=args.per_family,
         summary=summarise(rows),
