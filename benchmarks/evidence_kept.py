@@ -3,8 +3,11 @@ order), moving-shape frames (motion) and shape tokens (position) are still among
 enter the LLM. It explains the committed grid (``synthvqa_testbed.md``): why a press keeps the
 needle but not the count. CPU, about 15 s per item at 32 frames, 392 px.
 
-    python benchmarks/evidence_kept.py --per-family 15 \
+    python benchmarks/evidence_kept.py --per-family 15 --weights committed \
         --out benchmarks/results/synthvqa_evidence_kept
+
+``--weights``: the testbed's weights, as ``vidpress eval --weights`` (committed, untrained or a
+weights file).
 
 Evidence: the token cells (28 x 28 px at 392 px, one pooled 14 x 14 token each) where the planted
 shape covers >= 25% of the pixels, found by comparing the item's frames with its background clip.
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from vidpress.commands.arguments import projector_weights
 from vidpress.evaluation import parse_config
 from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.evaluation.runner import evaluate_items
@@ -158,13 +162,16 @@ def main() -> None:
         ],
         help="committed eval JSONs whose predictions give the accuracy column",
     )
+    parser.add_argument(
+        "--weights", default="committed", help="committed (default), untrained, or a path"
+    )
     parser.add_argument("--out", required=True, help="output stem (.json and .md)")
     args = parser.parse_args()
     start = time.perf_counter()
     configs = [parse_config(s) for s in args.configs.split(";") if s]
     suite = SynthVQA(default_clips(), split="test", size=700, num_frames=32, frames_px=392)
     indices = suite.first_indices(args.per_family, EVENT_FAMILIES)
-    model, processor = assemble_testbed(392)
+    model, processor = assemble_testbed(392, projector_weights(args.weights))
     side = math.isqrt(processor.spec.tokens_per_frame)  # 14 tokens per side at 392 px
     rows: dict[str, list[dict]] = {c.name: [] for c in configs}
 
@@ -179,8 +186,10 @@ def main() -> None:
     evaluate_items(model.eval(), processor, suite, configs, indices, on_stats=record)
     grid_paths = [Path(g) for g in args.grid if Path(g).exists()]
     result = cpu_diagnostic_record(
-        f"python benchmarks/evidence_kept.py --per-family {args.per_family} --out {args.out}",
+        f"python benchmarks/evidence_kept.py --per-family {args.per_family} "
+        f"--weights {args.weights} --out {args.out}",
         start,
+        weights=args.weights,
         items=len(indices),
         per_family=args.per_family,
         summary={
