@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from vidpress.commands.arguments import projector_weights
+from vidpress.commands.arguments import projector_weights, weights_argument
 from vidpress.evaluation import parse_config
 from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.evaluation.runner import evaluate_items
@@ -162,9 +162,7 @@ def main() -> None:
         ],
         help="committed eval JSONs whose predictions give the accuracy column",
     )
-    parser.add_argument(
-        "--weights", default="committed", help="committed (default), untrained, or a path"
-    )
+    weights_argument(parser)
     parser.add_argument("--out", required=True, help="output stem (.json and .md)")
     args = parser.parse_args()
     start = time.perf_counter()

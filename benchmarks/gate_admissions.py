@@ -30,7 +30,7 @@ import torch
 from vidpress import functional as F
 from vidpress.adapters.base import Timer
 from vidpress.adapters.llava_onevision import LlavaOnevisionAdapter
-from vidpress.commands.arguments import projector_weights
+from vidpress.commands.arguments import projector_weights, weights_argument
 from vidpress.evaluation.report import cpu_diagnostic_record, write_json_and_markdown
 from vidpress.functional.similarity import unit
 from vidpress.testbed import FAMILIES, SynthVQA, assemble_testbed
@@ -147,9 +147,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-family", type=int, default=5)
-    parser.add_argument(
-        "--weights", default="committed", help="committed (default), untrained, or a path"
-    )
+    weights_argument(parser)
     parser.add_argument("--out", required=True, help="output stem (.json and .md)")
     args = parser.parse_args()
     start = time.perf_counter()

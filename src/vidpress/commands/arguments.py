@@ -75,6 +75,16 @@ def dtype_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
 
 
+def weights_argument(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """--weights of the testbed (testbed build, eval, the testbed diagnostics in benchmarks/);
+    ``when``: a prefix for the help ("when building: ")."""
+    parser.add_argument(
+        "--weights",
+        default="committed",
+        help=f"{when}committed (default), untrained, or a .safetensors path",
+    )
+
+
 def projector_weights(value: str):
     """--weights of the testbed: committed, untrained or a path -> build_testbed's
     projector_state."""

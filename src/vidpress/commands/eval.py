@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from vidpress.commands.arguments import check_output_dir, device_argument, projector_weights
+from vidpress.commands.arguments import (
+    check_output_dir,
+    device_argument,
+    projector_weights,
+    weights_argument,
+)
 from vidpress.evaluation.configs import (
     PAPER_PRESS,
     ablation_configs,
@@ -61,11 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "e.g. unified:centred_gate=true",
     )
     parser.add_argument("--model", metavar="DIR", help="a built testbed folder (default: build)")
-    parser.add_argument(
-        "--weights",
-        default="committed",
-        help="when building: committed (default), untrained, or a .safetensors path",
-    )
+    weights_argument(parser, "when building: ")
     parser.add_argument("--split", default="test", choices=("test", "train"))
     parser.add_argument("--size", type=int, default=700, help="items (a multiple of 7 balances)")
     parser.add_argument("--seed", type=int, help="suite seed (default: the split's)")

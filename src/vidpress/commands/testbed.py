@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from vidpress.commands.arguments import check_output_dir, projector_weights
+from vidpress.commands.arguments import check_output_dir, projector_weights, weights_argument
 from vidpress.testbed.build import build_testbed
 
 HELP = "the real-parts testbed model"
@@ -23,9 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     build.add_argument("dir", metavar="DIR")
     build.add_argument("--px", type=int, default=392, help="frame side in pixels (multiple of 14)")
-    build.add_argument(
-        "--weights", default="committed", help="committed (default), untrained, or a path"
-    )
+    weights_argument(build)
     build.add_argument("--dtype", default="float32", help="float32 or bfloat16")
 
 
