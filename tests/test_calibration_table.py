@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import ROOT, load_benchmark
+
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def load_table_module():
-    spec = importlib.util.spec_from_file_location(
-        "calibration_table", ROOT / "benchmarks" / "calibration_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def report(name: str) -> dict:
@@ -25,7 +15,7 @@ def report(name: str) -> dict:
 
 def test_config_cells_count_only_when_they_set_the_paper_settings():
     """`--config unified@2/1` is the paper's 2% cell; `unified:clustering=false@2/1` is not."""
-    table = load_table_module()
+    table = load_benchmark("calibration_table")
     main = report("synthvqa_testbed_v2_round2")
     grid = report("synthvqa_testbed_v2_round2_grid")
     cells = table.main_configs([main, grid])

@@ -4,25 +4,16 @@ committed weights' name)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
 
 
 class Built(Exception):
     """Raised by the stand-in testbed builder: the script got as far as building it."""
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", ["gate_admissions", "evidence_kept"])
@@ -31,7 +22,7 @@ def load_script(name: str):
     [("committed", "committed"), ("untrained", None), ("w.safetensors", "w.safetensors")],
 )
 def test_the_testbed_is_built_with_the_weights_named(monkeypatch, name, given, built_with):
-    script = load_script(name)
+    script = load_benchmark(name)
     calls = []
 
     def build(frames_px, projector_state=None):
