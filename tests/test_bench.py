@@ -215,3 +215,16 @@ def test_architectures_are_the_published_sizes():
         31,
     ]
     assert qw.text_config.hidden_size == 3584
+
+
+def test_timing_breakdown_names_only_functions_that_exist(monkeypatch):
+    from vidpress.metrics.bench import profiles
+
+    resolved = profiles.breakdown_targets()
+    assert [qual for _, _, qual, _ in resolved] == [q for _, q in profiles.BREAKDOWN_TARGETS]
+    assert all(callable(getattr(owner, attr)) for owner, attr, _, _ in resolved)
+
+    stale = (*profiles.BREAKDOWN_TARGETS, ("vidpress.functional.unified", "no_such_function"))
+    monkeypatch.setattr(profiles, "BREAKDOWN_TARGETS", stale)
+    with pytest.raises(LookupError, match="vidpress.functional.unified.no_such_function"):
+        profiles.breakdown_targets()

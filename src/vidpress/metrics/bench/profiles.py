@@ -141,6 +141,28 @@ BREAKDOWN_TARGETS = (
 )
 
 
+def breakdown_targets() -> list[tuple[object, str, str, object]]:
+    """(owner, attribute, qualified name, original) of every entry of ``BREAKDOWN_TARGETS``;
+    raises ``LookupError`` naming an entry that no longer exists (none is skipped)."""
+    import importlib
+
+    resolved = []
+    for module_name, qual in BREAKDOWN_TARGETS:
+        module = importlib.import_module(module_name)
+        owner_name, _, attr = qual.rpartition(".")
+        owner = getattr(module, owner_name, None) if owner_name else module
+        original = None
+        if owner is not None:
+            original = owner.__dict__.get(attr) if owner_name else getattr(module, attr, None)
+        if original is None:
+            raise LookupError(
+                f"timing_breakdown: BREAKDOWN_TARGETS names {module_name}.{qual}, which does not "
+                "exist; rename or remove the entry"
+            )
+        resolved.append((owner, attr, qual, original))
+    return resolved
+
+
 def timing_breakdown(model, inputs: dict, press, device, repeats: int = 3) -> str:
     """Inclusive synchronised wall time per call of the press's functions in one forward.
 
@@ -148,7 +170,6 @@ def timing_breakdown(model, inputs: dict, press, device, repeats: int = 3) -> st
     which removes CPU/GPU overlap: a diagnosis, not the benchmark's numbers).
     """
     import functools
-    import importlib
     import time
 
     totals: dict[str, list[float]] = {}
@@ -158,14 +179,7 @@ def timing_breakdown(model, inputs: dict, press, device, repeats: int = 3) -> st
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for module_name, qual in BREAKDOWN_TARGETS:
-        module = importlib.import_module(module_name)
-        owner_name, _, attr = qual.rpartition(".")
-        owner = getattr(module, owner_name) if owner_name else module
-        original = owner.__dict__.get(attr) if owner_name else getattr(module, attr, None)
-        if original is None:
-            continue
-
+    for owner, attr, qual, original in breakdown_targets():
         static = isinstance(original, staticmethod)
         function = original.__func__ if static else original
 
