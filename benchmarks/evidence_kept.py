@@ -149,6 +149,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def recorded_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, every option that shapes the result named."""
+    return (
+        f"python benchmarks/evidence_kept.py --per-family {args.per_family} "
+        f"--configs '{args.configs}' --weights {args.weights} --grid {' '.join(args.grid)} "
+        f"--out {args.out}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-family", type=int, default=10)
@@ -184,8 +193,7 @@ def main() -> None:
     evaluate_items(model.eval(), processor, suite, configs, indices, on_stats=record)
     grid_paths = [Path(g) for g in args.grid if Path(g).exists()]
     result = cpu_diagnostic_record(
-        f"python benchmarks/evidence_kept.py --per-family {args.per_family} "
-        f"--weights {args.weights} --out {args.out}",
+        recorded_command(args),
         start,
         weights=args.weights,
         items=len(indices),

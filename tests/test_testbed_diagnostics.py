@@ -37,3 +37,23 @@ def test_the_testbed_is_built_with_the_weights_named(monkeypatch, name, given, b
     with pytest.raises(Built):
         script.main()
     assert calls == [(392, built_with)]
+
+
+def test_evidence_kept_records_every_option_of_its_run():
+    script = load_benchmark("evidence_kept")
+    args = script.argparse.Namespace(
+        per_family=3,
+        configs="fastvid@2",
+        weights="w.safetensors",
+        grid=["a.json", "b.json"],
+        out="o",
+    )
+    command = script.recorded_command(args)
+    for part in (
+        "--per-family 3",
+        "--configs 'fastvid@2'",
+        "--weights w.safetensors",
+        "--grid a.json b.json",
+        "--out o",
+    ):
+        assert part in command
