@@ -10,7 +10,9 @@ untrained or a weights file) and the CLS-attention scores exactly as the unified
 receives them (the LLaVA-OneVision adapter's ``prepare``), then reports:
 
 - how alike the tokens are: the mean pairwise cosine, the same after subtracting the video's mean
-  token, and the common component's share (norm of the mean token / mean token norm);
+  token, and the common component's share (norm of the mean token / mean token norm); the same
+  for the projector's input (the DINOv2 patch features) and output, before OV's 2 x 2 pooling,
+  which tells whether the likeness comes from the encoder, the trained projector or the pooling;
 - for tau in 0.6 / 0.7 / 0.8 and the selected slots B_sel of 2% and 1% (87 and 44 of 125 and 63):
   how many tokens the gate admits walking in CLS-attention order, on plain tokens (the paper's
   gate) and on centred tokens (``UnifiedPress(centred_gate=True)``), and how many frames they
@@ -47,13 +49,12 @@ def mean_pairwise_cosine(x: torch.Tensor) -> float:
     return float((mean_unit @ mean_unit * len(x) - 1) / (len(x) - 1))
 
 
-def likeness(gate_inputs: dict[str, torch.Tensor]) -> dict:
-    """How alike the tokens are: mean pairwise cosine of the plain and the centred tokens
-    (``gate_inputs``, each [M, D]) and the common component's share of a token's norm."""
-    x = gate_inputs["plain"]
+def likeness(x: torch.Tensor) -> dict:
+    """How alike the rows of ``x: [M, D]`` are: their mean pairwise cosine, the same after
+    subtracting their mean row, and the mean row's share of a row's norm."""
     return {
         "mean_cosine": mean_pairwise_cosine(x),
-        "mean_cosine_centred": mean_pairwise_cosine(gate_inputs["centred"]),
+        "mean_cosine_centred": mean_pairwise_cosine(F.centred(x)),
         "common_share": float(x.mean(0).norm() / x.norm(dim=-1).mean()),
     }
 
@@ -93,6 +94,11 @@ def summarise(rows: list[dict]) -> dict:
             key: statistics.median(r[key] for r in sel)
             for key in ("mean_cosine", "mean_cosine_centred", "common_share")
         }
+        for stage in ("encoder", "unpooled"):
+            out[name][stage] = {
+                key: statistics.median(r[stage][key] for r in sel)
+                for key in ("mean_cosine", "mean_cosine_centred", "common_share")
+            }
         for setting in sel[0]["gate"]:
             out[name][setting] = {
                 "slots": sel[0]["gate"][setting]["slots"],
@@ -116,6 +122,21 @@ def markdown(result: dict) -> str:
         f"**{summary['mean_cosine']:.2f}** (after subtracting the video's mean token: "
         f"{summary['mean_cosine_centred']:.2f}); the mean token's norm is "
         f"{100 * summary['common_share']:.0f}% of the mean token norm.",
+        "",
+        "Before OV's 2 x 2 pooling, the same measures of the projector's input (DINOv2 patch "
+        "features) and output, per patch:",
+        "",
+        "| features | mean cosine | centred | mean's share of norm |",
+        "|---|---|---|---|",
+        *(
+            f"| {label} | {summary[stage]['mean_cosine']:.2f} | "
+            f"{summary[stage]['mean_cosine_centred']:.2f} | "
+            f"{100 * summary[stage]['common_share']:.0f}% |"
+            for stage, label in (
+                ("encoder", "projector input (DINOv2)"),
+                ("unpooled", "projector output"),
+            )
+        ),
         "",
         "Tokens the gate admits walking in CLS-attention order (of B_sel slots; in brackets: the "
         "frames they come from, of 32). Every slot left empty becomes a DPC-KNN cluster.",
@@ -154,6 +175,10 @@ def main() -> None:
     suite = SynthVQA(default_clips(), split="test", size=700, num_frames=32, frames_px=392)
     model, processor = assemble_testbed(392, projector_weights(args.weights))
     adapter = LlavaOnevisionAdapter(model.eval())
+    projector_calls = []  # (input, output) of the projector: [T, patches, D_in / D]
+    model.model.multi_modal_projector.register_forward_hook(
+        lambda module, args, output: projector_calls.append((args[0], output))
+    )
     rows = []
     for index in suite.first_indices(args.per_family):
         item = suite[index]
@@ -165,11 +190,15 @@ def main() -> None:
         video = prompt.videos[0]
         x = video.tokens.reshape(-1, video.tokens.shape[-1]).float()  # [T*N, D]
         gate_inputs = {"plain": x, "centred": F.centred(x)}
+        encoder, projected = projector_calls.pop()
+        projector_calls.clear()
         rows.append(
             {
                 "index": index,
                 "family": item.family,
-                **likeness(gate_inputs),
+                **likeness(x),
+                "encoder": likeness(encoder.reshape(-1, encoder.shape[-1]).float()),
+                "unpooled": likeness(projected.reshape(-1, projected.shape[-1]).float()),
                 "gate": admissions(gate_inputs, video.scores),
             }
         )

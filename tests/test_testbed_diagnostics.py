@@ -8,6 +8,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from benchmark_scripts import load_benchmark
 
@@ -57,3 +58,15 @@ def test_evidence_kept_records_every_option_of_its_run():
         "--out o",
     ):
         assert part in command
+
+
+def test_likeness_separates_a_common_component_from_the_rest():
+    likeness = load_benchmark("gate_admissions").likeness
+    distinct = torch.eye(8)  # orthogonal rows
+    shared = distinct + 3.0  # the same rows plus one large common component
+    assert likeness(distinct)["mean_cosine"] == pytest.approx(0.0, abs=1e-6)
+    assert likeness(shared)["mean_cosine"] > 0.9
+    assert likeness(shared)["mean_cosine_centred"] == pytest.approx(
+        likeness(distinct)["mean_cosine_centred"], abs=1e-6
+    )
+    assert likeness(shared)["common_share"] > 0.9 > likeness(distinct)["common_share"]
