@@ -41,6 +41,7 @@ from vidpress.testbed.video import default_clips
 TAUS = (0.6, 0.7, 0.8)
 RETENTIONS = (0.02, 0.01)
 GATES = ("plain", "centred")
+LIKENESS_MEASURES = ("mean_cosine", "mean_cosine_centred", "common_share")
 
 
 def mean_pairwise_cosine(x: torch.Tensor) -> float:
@@ -81,6 +82,11 @@ def admissions(gate_inputs: dict[str, torch.Tensor], scores: torch.Tensor) -> di
     return out
 
 
+def median_likeness(rows: list[dict]) -> dict:
+    """The median of each ``likeness`` measure over ``rows``."""
+    return {key: statistics.median(r[key] for r in rows) for key in LIKENESS_MEASURES}
+
+
 def summarise(rows: list[dict]) -> dict:
     """Medians over the items, overall and per family."""
     groups = {"all": rows} | {
@@ -90,15 +96,9 @@ def summarise(rows: list[dict]) -> dict:
     }
     out = {}
     for name, sel in groups.items():
-        out[name] = {
-            key: statistics.median(r[key] for r in sel)
-            for key in ("mean_cosine", "mean_cosine_centred", "common_share")
+        out[name] = median_likeness(sel) | {
+            stage: median_likeness([r[stage] for r in sel]) for stage in ("encoder", "unpooled")
         }
-        for stage in ("encoder", "unpooled"):
-            out[name][stage] = {
-                key: statistics.median(r[stage][key] for r in sel)
-                for key in ("mean_cosine", "mean_cosine_centred", "common_share")
-            }
         for setting in sel[0]["gate"]:
             out[name][setting] = {
                 "slots": sel[0]["gate"][setting]["slots"],
